@@ -1,0 +1,162 @@
+"""The SQLite (or any SQLAlchemy URL) cache: model calls and per-row results.
+
+- ``model_calls``: one entry per model call, keyed by a hash of provider, model,
+  parameters, operation and the full prompt. A rerun of the same job makes no calls.
+- ``row_results``: each row's outcome for a run, written as rows finish, so an
+  interrupted run resumes where it stopped without losing or relabeling a row.
+API keys never enter either table: keys are built from ``Provider.identity()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import Boolean, Float, Integer, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+DEFAULT_CACHE = Path(".autolabel_lite") / "cache.sqlite"
+_CHUNK = 500  # stay under SQLite's bound-parameter limit in IN (...) queries
+
+
+def stable_hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class ModelCall(_Base):
+    __tablename__ = "model_calls"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RowResultRecord(_Base):
+    __tablename__ = "row_results"
+    run_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    row_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(Text, default="")
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    # False when the row failed for a reason worth retrying (the model call failed): a rerun retries it.
+    final: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+@dataclass
+class RowResult:
+    index: int
+    label: str = ""
+    confidence: float | None = None
+    error: str = ""
+    cache_hit: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+    final: bool = True
+
+
+def _database_url(location: str | os.PathLike | None) -> str:
+    location = location or os.environ.get("AUTOLABEL_LITE_CACHE") or DEFAULT_CACHE
+    text = str(location)
+    if "://" in text:
+        return text
+    path = Path(text).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class Cache:
+    def __init__(self, location: str | os.PathLike | None = None) -> None:
+        self.url = _database_url(location)
+        self.engine: Engine = create_engine(self.url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+
+    # -- model calls ---------------------------------------------------------------------
+
+    def get_calls(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        with Session(self.engine) as session:
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                for key, value in session.execute(select(ModelCall.key, ModelCall.value).where(ModelCall.key.in_(chunk))):
+                    found[key] = json.loads(value)
+        return found
+
+    def put_calls(self, entries: dict[str, Any]) -> None:
+        if entries:
+            self._upsert(ModelCall, [{"key": k, "value": json.dumps(v)} for k, v in entries.items()])
+
+    # -- row results ---------------------------------------------------------------------
+
+    def done_rows(self, run_key: str) -> set[int]:
+        with Session(self.engine) as session:
+            query = select(RowResultRecord.row_index).where(RowResultRecord.run_key == run_key, RowResultRecord.final)
+            return set(session.scalars(query))
+
+    def save_rows(self, run_key: str, results: Iterable[RowResult]) -> None:
+        records = [
+            {
+                "run_key": run_key,
+                "row_index": r.index,
+                "label": r.label,
+                "confidence": r.confidence,
+                "error": r.error,
+                "details": json.dumps(r.details),
+                "final": r.final,
+            }
+            for r in results
+        ]
+        if records:
+            self._upsert(RowResultRecord, records)
+
+    def load_rows(self, run_key: str, start: int, stop: int) -> dict[int, RowResult]:
+        """Results for row indices in [start, stop), for streaming export."""
+        query = select(RowResultRecord).where(
+            RowResultRecord.run_key == run_key, RowResultRecord.row_index >= start, RowResultRecord.row_index < stop
+        )
+        with Session(self.engine) as session:
+            return {
+                rec.row_index: RowResult(
+                    rec.row_index, rec.label, rec.confidence, rec.error, details=json.loads(rec.details), final=rec.final
+                )
+                for rec in session.scalars(query)
+            }
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _upsert(self, table, records: list[dict[str, Any]]) -> None:
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            module = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"])
+            statement = module.insert(table)
+            keys = [c.name for c in table.__table__.primary_key.columns]
+            statement = statement.on_conflict_do_update(
+                index_elements=keys,
+                set_={c.name: statement.excluded[c.name] for c in table.__table__.columns if c.name not in keys},
+            )
+            with self.engine.begin() as connection:
+                connection.execute(statement, records)
+        else:
+            with Session(self.engine) as session, session.begin():
+                for record in records:
+                    session.merge(table(**record))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")  # a second process waits instead of failing
+    cursor.close()

@@ -1,0 +1,80 @@
+"""The ``autolabel-lite`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import AutolabelError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="task config JSON file")
+    parser.add_argument("data", help="CSV, JSONL or Parquet file to label")
+    parser.add_argument("--output", "-o", type=Path, help="where to write the labeled CSV")
+    parser.add_argument("--max-rows", type=int, help="label only the first N rows")
+    parser.add_argument("--concurrency", type=int, help="requests in flight for API providers")
+    parser.add_argument("--provider", help="override model.provider (embedded, transformers, openai)")
+    parser.add_argument("--model", help="override model.name")
+    parser.add_argument("--base-url", help="override model.base_url (an OpenAI-compatible server)")
+    parser.add_argument("--cache", help="SQLite path or database URL for the cache")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autolabel-lite", description="Label a dataset with a language model.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="label every row and write a CSV")
+    _common(run)
+    run.add_argument("--only-accepted", action="store_true", help="write only accepted rows to --output")
+    run.add_argument("--rejected", type=Path, help="also write the rejected rows to this CSV")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _agent(args):
+    from .agent import LabelingAgent
+
+    return LabelingAgent(
+        args.config,
+        provider=args.provider,
+        model=args.model,
+        base_url=args.base_url,
+        cache=args.cache,
+        concurrency=args.concurrency,
+    )
+
+
+def cmd_run(args) -> int:
+    agent = _agent(args)
+    result = agent.run(args.data, max_rows=args.max_rows, progress=False if args.no_progress else None)
+    output = args.output or Path(args.data).with_name(Path(args.data).stem + f"_{agent.config.task_name}_labeled.csv")
+    written = result.to_csv(output, only_accepted=args.only_accepted)
+    print(result.summary(), file=sys.stderr)
+    print(f"wrote {written} rows to {output}", file=sys.stderr)
+    if args.rejected:
+        rejected = result.rejected_to_csv(args.rejected)
+        print(f"wrote {rejected} rejected rows to {args.rejected}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.max_rows is not None and args.max_rows < 1:
+        print("error: --max-rows must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except AutolabelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished rows are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Prompt step: render a row (plus few-shot examples) into the messages a model sees.
+
+Templates are rendered in a sandbox with StrictUndefined. Row values are passed only as
+variables, never compiled as template source, so a row containing ``{{ ... }}`` is
+labeled as the plain text it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from .errors import ConfigError
+from .tasks import Task
+
+
+def templates_dir() -> Path:
+    """The wheel ships ``prompts/`` inside the package; a source checkout keeps it at the top level."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "prompts"
+    return packaged if packaged.is_dir() else here.parent / "prompts"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What one model call sends: a user message and an optional system message."""
+
+    user: str
+    system: str | None = None
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + [{"role": "user", "content": self.user}]
+
+    @property
+    def text(self) -> str:
+        """Plain-text form for completion endpoints without a chat template."""
+        return f"{self.system}\n\n{self.user}\n" if self.system else f"{self.user}\n"
+
+
+class PromptBuilder:
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        prompt_config = task.config.prompt
+        search_path = [str(task.config.base_dir), str(templates_dir())]
+        self._env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(search_path),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+            autoescape=False,
+        )
+        template_name = prompt_config.template or task.template
+        try:
+            self._template = self._env.get_template(template_name)
+            self._example_template = self._env.from_string(
+                prompt_config.example_template or task.default_example_template
+            )
+            static = task.prompt_variables()
+            self._static = {
+                **static,
+                "task_guidelines": self._env.from_string(prompt_config.task_guidelines).render(static).strip(),
+                "output_guidelines": self._env.from_string(prompt_config.output_guidelines).render(static).strip(),
+            }
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(f"prompt.template: template file not found: {exc.name}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(f"prompt: template syntax error: {exc.message} (line {exc.lineno})") from None
+        except SecurityError as exc:
+            raise ConfigError(f"prompt: template refused by the sandbox: {exc}") from None
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(f"prompt: template uses an undefined variable: {exc.message}") from None
+
+    def _example(self, inputs: Mapping[str, str], label: str) -> str:
+        return self._example_template.render(inputs=inputs, label=label, **inputs).rstrip()
+
+    def render_example(self, example: Mapping[str, Any]) -> str:
+        label_column = self.task.config.dataset.label_column or "label"
+        return self._example(self.task.render_inputs(example), self.task.example_label(example.get(label_column)))
+
+    def render(self, row: Mapping[str, Any], examples: list[str] | None = None) -> Prompt:
+        """Render the prompt for ``row``; ``examples`` are already-rendered few-shot examples."""
+        try:
+            current = self._example(self.task.render_inputs(row), "")
+            user = self._template.render(**self._static, examples=examples or [], current=current)
+        except SecurityError as exc:
+            raise ConfigError(f"prompt: template refused by the sandbox: {exc}") from None
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(f"prompt: template uses an undefined variable: {exc.message}") from None
+        return Prompt(user=user.strip())
+
+    @cached_property
+    def content_free_rows(self) -> list[dict[str, str]]:
+        """Inputs with no content, for contextual calibration of label scores."""
+        return [{column: filler for column in self.task.input_columns} for filler in ("N/A", "", "[MASK]")]

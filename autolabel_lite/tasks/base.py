@@ -1,0 +1,79 @@
+"""The interface every task type implements.
+
+A task knows the shape of its label: which row values the prompt shows, which
+candidate labels can be scored, how to turn model text into a label, how to check that
+label against the row, and how to score a column of labels against ground truth.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+if TYPE_CHECKING:
+    from ..config import TaskConfig
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A label as written to the output column, and why it is suspect (if it is)."""
+
+    label: str
+    error: str | None = None
+
+
+class Task(ABC):
+    #: Template file in prompts/ used when the config names none.
+    template: ClassVar[str]
+    #: Jinja source that renders one example (few-shot or the row being labeled).
+    default_example_template: ClassVar[str]
+
+    def __init__(self, config: "TaskConfig") -> None:
+        self.config = config
+
+    @classmethod
+    def check_config(cls, config: "TaskConfig") -> None:
+        """Raise ValueError("key.path: what is expected") for configs this task cannot run."""
+
+    @property
+    def input_columns(self) -> list[str]:
+        return list(self.config.dataset.input_columns)
+
+    def required_columns(self) -> list[str]:
+        return self.input_columns
+
+    def render_inputs(self, row: Mapping[str, Any]) -> dict[str, str]:
+        """Template variables for one row (values are data, never template source)."""
+        return {column: _as_text(row.get(column)) for column in self.input_columns}
+
+    def prompt_variables(self) -> dict[str, Any]:
+        """Variables shared by every row's prompt (label lists, entity types)."""
+        return {
+            "labels": self.config.prompt.label_names,
+            "label_descriptions": self.config.prompt.label_descriptions,
+        }
+
+    def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
+        """Labels to score by log-likelihood for this row, or None when the label must be generated."""
+        return None
+
+    @abstractmethod
+    def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
+        """Turn the model's raw output into a label, flagging what does not fit the row."""
+
+    def example_label(self, value: Any) -> str:
+        """How a ground-truth label is written in a few-shot example (the answer the model should give)."""
+        return _as_text(value)
+
+    @abstractmethod
+    def metrics(self, predicted: list[str], gold: list[str]) -> dict[str, float]:
+        """Quality of predicted labels against ground truth, as plain numbers."""
+
+    def is_correct(self, predicted: str, gold: str) -> bool:
+        """Per-row correctness, used for confidence AUROC and threshold tuning."""
+        return predicted == gold
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,77 @@
+"""Single-label classification: the label is one of ``prompt.labels``."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Mapping
+
+from sklearn.metrics import accuracy_score, f1_score
+
+from . import TASKS
+from .base import Parsed, Task
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+_ANSWER_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:answer|output|label|category|class)\s*(?:is)?\s*[:\-]?\s*", re.I)
+
+
+def match_label(text: str, labels: list[str]) -> str | None:
+    """Map free model output onto the label set: exact, then case/space-insensitive,
+    then a label the output starts with or mentions alone, then a close spelling."""
+    raw = text.strip()
+    if raw in labels:
+        return raw
+    cleaned = normalise(_ANSWER_PREFIX.sub("", raw).strip(" \t\n\"'`*.:"))
+    by_norm = {normalise(label): label for label in labels}
+    if cleaned in by_norm:
+        return by_norm[cleaned]
+    # Longest first, so "not toxic" wins over "toxic" when the output starts with it.
+    for norm in sorted(by_norm, key=len, reverse=True):
+        if cleaned.startswith(norm) and (len(cleaned) == len(norm) or not cleaned[len(norm)].isalnum()):
+            return by_norm[norm]
+    mentioned = [norm for norm in by_norm if re.search(rf"(?<!\w){re.escape(norm)}(?!\w)", cleaned)]
+    mentioned = [m for m in mentioned if not any(m != other and m in other for other in mentioned)]
+    if len(mentioned) == 1:
+        return by_norm[mentioned[0]]
+    close = difflib.get_close_matches(cleaned, list(by_norm), n=1, cutoff=0.8)
+    return by_norm[close[0]] if close else None
+
+
+@TASKS.register("classification")
+class ClassificationTask(Task):
+    template = "classification.jinja"
+    default_example_template = "{% for name, value in inputs.items() %}{{ name }}: {{ value }}\n{% endfor %}Output: {{ label }}"
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        if not config.prompt.labels:
+            raise ValueError("prompt.labels: must be a non-empty list of strings")
+
+    def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
+        return self.config.prompt.label_names
+
+    def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
+        label = match_label(text, self.config.prompt.label_names)
+        if label is None:
+            return Parsed("", f"output {_short(text)!r} matches no label")
+        return Parsed(label)
+
+    def is_correct(self, predicted: str, gold: str) -> bool:
+        return normalise(predicted) == normalise(gold)
+
+    def metrics(self, predicted: list[str], gold: list[str]) -> dict[str, float]:
+        by_norm = {normalise(label): label for label in self.config.prompt.label_names}
+        gold = [by_norm.get(normalise(g), g) for g in gold]
+        return {
+            "accuracy": float(accuracy_score(gold, predicted)),
+            "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0)),
+        }
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
