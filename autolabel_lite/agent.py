@@ -51,16 +51,23 @@ class LabelingAgent:
         cache: str | os.PathLike | None = None,
         concurrency: int | None = None,
     ) -> None:
-        overrides: dict[str, Any] = {"model.provider": provider, "model.base_url": base_url, "model.concurrency": concurrency}
-        if provider is not None or model is not None:
-            overrides["model.name"] = model  # a new provider does not inherit the old model's name
+        overrides: dict[str, Any] = {
+            "model.provider": provider,
+            "model.name": model,
+            "model.base_url": base_url,
+            "model.concurrency": concurrency,
+        }
         self.config = load_config(config, **overrides)
+        if provider is not None and model is None:
+            # A new provider does not inherit the old model's name (load_config skips None overrides).
+            self.config.model.name = None
         self.task = get_task_class(self.config.task_type)(self.config)
         self.prompt_builder = PromptBuilder(self.task)
         self.examples = load_examples(self.config, self.task.input_columns)
         self.selector = ExampleSelector(self.config, self.examples)
-        for example in self.examples:  # surface template errors now, not mid-run
-            self.prompt_builder.render_example(example)
+        # Surface template errors now, not mid-run: render every example and a whole prompt.
+        examples = [self.prompt_builder.render_example(example) for example in self.examples]
+        self.prompt_builder.render(self.prompt_builder.content_free_rows[0], examples)
         self.cache_location = cache
         self._provider: Provider | None = None
 

@@ -8,9 +8,10 @@ from typing import Any
 def translate_autolabel_config(data: dict[str, Any]) -> dict[str, Any]:
     """Return ``data`` with Autolabel-only keys mapped onto this project's keys."""
     data = dict(data)
-    dataset = dict(data.get("dataset") or {})
-    if "text_column" in dataset and "input_columns" not in dataset:
+    dataset = data.get("dataset")
+    # A section of the wrong type is left for validation to report by its key path.
+    if isinstance(dataset, dict) and "text_column" in dataset and "input_columns" not in dataset:
+        dataset = dict(dataset)
         dataset["input_columns"] = [dataset.pop("text_column")]
-    if dataset:
         data["dataset"] = dataset
     return data

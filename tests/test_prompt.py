@@ -1,0 +1,123 @@
+"""Prompt rendering: Jinja sandbox, StrictUndefined, and row values that stay plain text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autolabel_lite import ConfigError, LabelingAgent
+from conftest import LABELS, run_cli
+
+INJECTIONS = [
+    "{{ 7*7 }}",
+    "{% for x in range(3) %}loop{% endfor %}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{# hidden #}visible",
+]
+
+
+def task(**prompt) -> dict:
+    return {
+        "task_name": "sentiment",
+        "dataset": {"input_columns": ["review"], "label_column": "gold"},
+        "prompt": {"labels": list(LABELS), **prompt},
+    }
+
+
+def render(agent: LabelingAgent, review: str) -> str:
+    examples = [agent.prompt_builder.render_example(e) for e in agent.examples]
+    return agent.prompt_builder.render({"review": review}, examples).user
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_row_value_with_template_syntax_appears_literally(value):
+    agent = LabelingAgent(task(task_guidelines="Classify the review."))
+    user = render(agent, f"great product {value} really")
+    assert f"great product {value} really" in user
+    assert "49" not in user
+    assert "looploop" not in user
+
+
+def test_few_shot_example_with_template_syntax_appears_literally():
+    examples = [{"review": "{{ 7*7 }} stars {% if true %}yes{% endif %}", "gold": "positive"}]
+    agent = LabelingAgent(task(few_shot_examples=examples, example_template="Review: {{ review }}\nSentiment: {{ label }}"))
+    user = render(agent, "fine")
+    assert "Review: {{ 7*7 }} stars {% if true %}yes{% endif %}\nSentiment: positive" in user
+    assert "49" not in user
+
+
+def test_prompt_shows_guidelines_labels_examples_then_the_row():
+    agent = LabelingAgent(
+        task(
+            task_guidelines="Pick one of: {{ labels | join(', ') }}.",
+            output_guidelines="Answer with the label only.",
+            labels={"positive": "happy customer", "negative": "unhappy customer"},
+            few_shot_examples=[{"review": "Love it", "gold": "positive"}],
+            example_template="Review: {{ review }}\nSentiment: {{ label }}",
+        )
+    )
+    user = render(agent, "Broke in a day")
+    # Config text is template source (it may use the label list); row text never is.
+    parts = [
+        "Pick one of: positive, negative.",
+        "- positive: happy customer",
+        "- negative: unhappy customer",
+        "Answer with the label only.",
+        "Review: Love it\nSentiment: positive",
+        "Review: Broke in a day\nSentiment:",
+    ]
+    positions = [user.index(part) for part in parts]
+    assert positions == sorted(positions)
+    assert user.endswith("Review: Broke in a day\nSentiment:")
+
+
+def test_template_from_the_config_directory(tmp_path):
+    (tmp_path / "mine.jinja").write_text("LABELS={{ labels | join('|') }}\n{{ current }}\n", encoding="utf-8")
+    config_path = tmp_path / "task.json"
+    config_path.write_text(json.dumps(task(template="mine.jinja")), encoding="utf-8")
+    agent = LabelingAgent(config_path)
+    assert render(agent, "meh") == "LABELS=positive|negative\nreview: meh\nOutput:"
+
+
+SANDBOX_ESCAPES = [
+    pytest.param({"template": "evil.jinja"}, id="template file"),
+    pytest.param({"task_guidelines": "{{ ''.__class__.__mro__ }}"}, id="task_guidelines"),
+    pytest.param({"example_template": "{{ review.__class__.__mro__ }}"}, id="example_template"),
+    pytest.param({"output_guidelines": "{{ cycler.__init__.__globals__ }}"}, id="output_guidelines"),
+]
+
+
+@pytest.mark.parametrize("prompt", SANDBOX_ESCAPES)
+def test_template_reaching_for_python_internals_is_refused(tmp_path, prompt):
+    (tmp_path / "evil.jinja").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}\n{{ current }}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^prompt: template refused by the sandbox: access to attribute '__\w+__'"):
+        LabelingAgent(task(**prompt))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ({"template": "missing.jinja"}, "prompt.template: template file not found: missing.jinja"),
+        ({"template": "typo.jinja"}, "prompt: template uses an undefined variable: 'lables' is undefined"),
+        ({"task_guidelines": "{% if %}"}, "prompt: template syntax error"),
+        ({"example_template": "{{ reveiw }}"}, "prompt: template uses an undefined variable: 'reveiw' is undefined"),
+    ],
+)
+def test_template_mistakes_are_config_errors(tmp_path, prompt, expected):
+    (tmp_path / "typo.jinja").write_text("{{ lables }}\n{{ current }}", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        LabelingAgent(task(**prompt))
+    assert str(caught.value).startswith(expected)
+
+
+def test_cli_refuses_sandbox_escape_in_one_line(tmp_path, reviews_csv):
+    (tmp_path / "evil.jinja").write_text("{{ ''.__class__.__mro__ }}\n{{ current }}", encoding="utf-8")
+    config_path = tmp_path / "task.json"
+    config_path.write_text(json.dumps(task(template="evil.jinja")), encoding="utf-8")
+
+    done = run_cli("run", str(config_path), str(reviews_csv), "--no-progress")
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: prompt: template refused by the sandbox")
+    assert done.stderr.count("\n") == 1, done.stderr
