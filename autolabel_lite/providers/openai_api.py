@@ -115,7 +115,7 @@ class OpenAIProvider(Provider):
         request = {
             "model": self.config.name,
             "messages": prompt.messages,
-            "temperature": params.get("temperature", 0.0),
+            "temperature": params.get("temperature", self.config.params.get("temperature", 0.0)),
             "max_tokens": params.get("max_tokens", 64),
             "logprobs": True,
             "top_logprobs": TOP_LOGPROBS,
