@@ -20,11 +20,16 @@ the calibrated value.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+
+from .cache import DEFAULT_CACHE
+from .errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from .config import ThresholdConfig
@@ -104,17 +109,19 @@ def operating_points(confidence: Sequence[float], correct: Sequence[bool] | None
     Rows without a confidence (NaN: the row errored) are never accepted but count in
     ``rows``. Rows that tie are accepted together, so each point is reachable.
     """
+    from .metrics import completion_curve
+
     values = np.asarray(confidence, dtype=float)
     scored = ~np.isnan(values)
-    order = np.argsort(-values[scored], kind="stable")
-    ranked = values[scored][order]
-    right = np.cumsum(np.asarray(correct, dtype=bool)[scored][order]) if correct is not None else None
-    # The last row of each run of equal confidences closes that threshold's accepted set.
-    closing = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True)) if ranked.size else []
-    return [
-        OperatingPoint(float(ranked[i]), int(i) + 1, int(values.size), None if right is None else int(right[i]))
-        for i in closing
-    ]
+    if not scored.any():
+        return []
+    right = np.zeros(values.size, dtype=bool) if correct is None else np.asarray(correct, dtype=bool)
+    points = []
+    for point in completion_curve(values[scored], right[scored]):
+        # The curve gives rates over the scored rows; the Clopper–Pearson bound needs counts.
+        accepted = round(point.completion_rate * scored.sum())
+        points.append(OperatingPoint(point.threshold, accepted, values.size, None if correct is None else round(point.accuracy * accepted)))
+    return points
 
 
 def point_at(points: list[OperatingPoint], threshold: float, rows: int) -> OperatingPoint:
@@ -235,6 +242,7 @@ class ThresholdDecision:
     threshold: float  # ACCEPT_NOTHING when no threshold meets the policy's target
     how: str
     point: OperatingPoint | None = None
+    target: float | None = None  # the policy's target accuracy or completion
     lower_bound: float | None = None  # target_accuracy: Clopper–Pearson bound at the chosen point
     empirical: OperatingPoint | None = None  # target_accuracy: lowest threshold whose plain accuracy meets the target
     min_rows: int | None = None
@@ -251,6 +259,7 @@ class ThresholdDecision:
             "threshold": None if self.accepts_nothing else self.threshold,
             "accepts_nothing": self.accepts_nothing,
             "how": self.how,
+            "target": self.target,
             "point": self.point.to_dict() if self.point else None,
             "lower_bound": self.lower_bound,
             "empirical": self.empirical.to_dict() if self.empirical else None,
@@ -265,6 +274,7 @@ class ThresholdDecision:
             policy=data["policy"],
             threshold=ACCEPT_NOTHING if data["accepts_nothing"] else float(data["threshold"]),
             how=data["how"],
+            target=data.get("target"),
             point=OperatingPoint.from_dict(data["point"]) if data.get("point") else None,
             lower_bound=data.get("lower_bound"),
             empirical=OperatingPoint.from_dict(data["empirical"]) if data.get("empirical") else None,
@@ -275,26 +285,25 @@ class ThresholdDecision:
 
 
 def choose_fixed(value: float, points: list[OperatingPoint], rows: int) -> ThresholdDecision:
-    return ThresholdDecision("fixed", value, f"fixed at {value:g} by the config", point_at(points, value, rows))
+    return ThresholdDecision("fixed", value, f"fixed at {value:g} by the config", point_at(points, value, rows) if rows else None)
 
 
 def choose_target_completion(target: float, points: list[OperatingPoint], rows: int) -> ThresholdDecision:
     chosen = completion_point(points, target)
     if chosen is not None:
-        return ThresholdDecision(
-            "target_completion", chosen.threshold, f"the strictest threshold that keeps at least {target:.0%} of the rows", chosen
-        )
+        how = f"the strictest threshold that keeps at least {target:.0%} of the rows"
+        return ThresholdDecision("target_completion", chosen.threshold, how, chosen, target=target)
     if not points:
-        return ThresholdDecision("target_completion", ACCEPT_NOTHING, "no row has a confidence: accepting nothing", point_at(points, ACCEPT_NOTHING, rows))
+        return ThresholdDecision(
+            "target_completion", ACCEPT_NOTHING, "no row has a confidence: accepting nothing", point_at(points, ACCEPT_NOTHING, rows), target=target
+        )
     # Rows without a confidence (errors) can never be accepted, so the target may be out of reach.
     loosest = points[-1]
-    return ThresholdDecision(
-        "target_completion",
-        loosest.threshold,
+    how = (
         f"keeps every row that has a confidence ({loosest.completion:.1%}); {target:.0%} is out of reach because "
-        f"{rows - loosest.accepted} rows have none",
-        loosest,
+        f"{rows - loosest.accepted} rows have none"
     )
+    return ThresholdDecision("target_completion", loosest.threshold, how, loosest, target=target)
 
 
 def choose_target_accuracy(target: float, confidence_level: float, points: list[OperatingPoint], rows: int) -> ThresholdDecision:
@@ -303,7 +312,7 @@ def choose_target_accuracy(target: float, confidence_level: float, points: list[
     candidates = [p for p in points if p.accepted >= needed]
     reached = [p for p in points if p.accuracy is not None and p.accuracy >= target]
     empirical = reached[-1] if reached else None
-    common = {"empirical": empirical, "min_rows": needed}
+    common = {"empirical": empirical, "min_rows": needed, "target": target}
     if not candidates:
         scored = points[-1].accepted if points else 0
         return ThresholdDecision(
@@ -365,4 +374,76 @@ def tune(config: "ThresholdConfig", confidence: Sequence[float], correct: Sequen
         decision = choose_target_accuracy(config.target, config.confidence_level, points, values.size)
     decision.calibration = calibration
     decision.notes.extend(notes)
+    return decision
+
+
+# -- the tuned threshold, saved for run() ----------------------------------------------
+
+
+@dataclass
+class SavedThreshold:
+    """A threshold tuned by ``plan`` on seed rows, as run() reads it back."""
+
+    decision: ThresholdDecision
+    seed: str
+    seed_rows: int
+    path: Path
+
+    def save(self, tuning_key: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"tuning_key": tuning_key, "seed": self.seed, "seed_rows": self.seed_rows, "decision": self.decision.to_dict()}
+        staging = self.path.with_suffix(".tmp")
+        staging.write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
+        staging.replace(self.path)  # atomic: a run reading it sees the old file or the new one
+
+    @classmethod
+    def load(cls, path: Path, tuning_key: str) -> "SavedThreshold | None":
+        if not path.is_file():
+            return None
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            if payload["tuning_key"] != tuning_key:
+                return None
+            return cls(ThresholdDecision.from_dict(payload["decision"]), payload["seed"], payload["seed_rows"], path)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: not a saved threshold ({exc}); delete it and run `autolabel-lite plan` again") from None
+
+
+def saved_threshold_path(cache_url: str, task_name: str, tuning_key: str) -> Path:
+    """Tuned thresholds live in ``thresholds/`` next to the SQLite cache (for other
+    databases, in the default cache directory), one file per task and labeling setup:
+    a different prompt, model or policy needs its own tuning."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(cache_url)
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    folder = Path(database).parent if database and database != ":memory:" else DEFAULT_CACHE.parent
+    return folder / "thresholds" / f"{task_name}-{tuning_key[:16]}.json"
+
+
+def check_applicable(config: "ThresholdConfig | None", saved: SavedThreshold | None) -> None:
+    """Fail before labeling when the policy needs a threshold tuned on labeled seed rows and none is saved."""
+    if saved is None and config is not None and (config.policy == "target_accuracy" or config.calibrate):
+        raise ConfigError(
+            f"threshold: policy {config.policy!r}{' with calibration' if config.calibrate else ''} needs a threshold tuned on "
+            "labeled seed rows; run `autolabel-lite plan CONFIG DATA --seed SEED.csv` first (none is saved for this config and model)"
+        )
+
+
+def decision_for_run(
+    config: "ThresholdConfig | None", saved: SavedThreshold | None, confidence: Callable[[], np.ndarray]
+) -> ThresholdDecision | None:
+    """The threshold a run applies: the saved tuning when there is one, else what the
+    config alone determines. ``confidence`` gives the run's own confidences (NaN where a
+    row cannot be accepted), used by ``target_completion`` when nothing was tuned."""
+    if config is None:
+        return None
+    if saved is not None:
+        return replace(saved.decision, how=f"tuned by plan on {saved.seed_rows} seed rows of {saved.seed} (saved in {saved.path}): {saved.decision.how}")
+    check_applicable(config, saved)
+    if config.policy == "fixed":
+        return choose_fixed(config.value, [], 0)
+    values = confidence()
+    decision = choose_target_completion(config.target, operating_points(values), values.size)
+    decision.how = f"on this run's rows (no threshold tuned by plan): {decision.how}"
     return decision
