@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import Boolean, Float, Integer, String, Text, create_engine, event, select
+from sqlalchemy import Boolean, Float, Integer, LargeBinary, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -48,6 +48,14 @@ class RowResultRecord(_Base):
     details: Mapped[str] = mapped_column(Text, default="{}")
     # False when the row failed for a reason worth retrying (the model call failed): a rerun retries it.
     final: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class EmbeddingRecord(_Base):
+    """A float32 sentence-embedding vector, keyed by a hash of the embedding model and the text."""
+
+    __tablename__ = "embeddings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 @dataclass
@@ -94,6 +102,21 @@ class Cache:
     def put_calls(self, entries: dict[str, Any]) -> None:
         if entries:
             self._upsert(ModelCall, [{"key": k, "value": json.dumps(v)} for k, v in entries.items()])
+
+    # -- embeddings ----------------------------------------------------------------------
+
+    def get_embeddings(self, keys: Iterable[str]) -> dict[str, bytes]:
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, bytes] = {}
+        with Session(self.engine) as session:
+            for start in range(0, len(keys), _CHUNK):
+                query = select(EmbeddingRecord.key, EmbeddingRecord.vector).where(EmbeddingRecord.key.in_(keys[start : start + _CHUNK]))
+                found.update((key, vector) for key, vector in session.execute(query))
+        return found
+
+    def put_embeddings(self, entries: dict[str, bytes]) -> None:
+        if entries:
+            self._upsert(EmbeddingRecord, [{"key": k, "vector": v} for k, v in entries.items()])
 
     # -- row results ---------------------------------------------------------------------
 
