@@ -7,8 +7,9 @@ label against the row, and how to score a column of labels against ground truth.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 if TYPE_CHECKING:
@@ -17,10 +18,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Parsed:
-    """A label as written to the output column, and why it is suspect (if it is)."""
+    """A label as written to the output column, why it is suspect (if it is), and
+    anything the task derived while checking it (kept in the row's details)."""
 
     label: str
     error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -28,6 +31,8 @@ class Task(ABC):
     template: ClassVar[str]
     #: Jinja source that renders one example (few-shot or the row being labeled).
     default_example_template: ClassVar[str]
+    #: Keys of a row's details exported as JSON columns named ``<task_name>_<key>``.
+    detail_columns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: "TaskConfig") -> None:
         self.config = config
@@ -58,6 +63,10 @@ class Task(ABC):
         """Labels to score by log-likelihood for this row, or None when the label must be generated."""
         return None
 
+    def choose(self, candidates: list[str], probs: list[float]) -> str:
+        """The model output a scored row stands for (parsed like generated text): the most probable candidate."""
+        return candidates[max(range(len(candidates)), key=probs.__getitem__)]
+
     @abstractmethod
     def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
         """Turn the model's raw output into a label, flagging what does not fit the row."""
@@ -74,6 +83,31 @@ class Task(ABC):
         """Per-row correctness, used for confidence AUROC and threshold tuning."""
         return predicted == gold
 
+    def confidence_parts(self, label: str) -> list[str]:
+        """Substrings of the label, as written to the output column, whose tokens are scored
+        separately for confidence (the row's confidence combines them). Default: the whole label."""
+        return [label] if label else []
+
 
 def _as_text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def find_occurrences(text: str, needle: str) -> list[tuple[int, int]]:
+    """(start, end) of every place ``needle`` occurs in ``text`` as whole words.
+
+    Exact-case occurrences win; without any, case and runs of whitespace are ignored
+    (models re-case and re-space what they copy). A needle never matches inside a word,
+    so "US" is not found in "bus".
+    """
+    words = needle.split()
+    if not words:
+        return []
+    body = r"\s+".join(re.escape(word) for word in words)
+    head = r"(?<!\w)" if re.match(r"\w", words[0]) else ""
+    tail = r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
+    for flags in (0, re.IGNORECASE):
+        spans = [m.span() for m in re.finditer(head + body + tail, text, flags)]
+        if spans:
+            return spans
+    return []

@@ -1,0 +1,35 @@
+"""The Task interface's shared pieces: locating a span in the text, choosing among scored
+candidates, and which parts of a label its confidence is made of."""
+
+from __future__ import annotations
+
+import pytest
+
+from autolabel_lite.config import load_config
+from autolabel_lite.tasks import get_task_class
+from autolabel_lite.tasks.base import find_occurrences
+
+
+@pytest.mark.parametrize(
+    "text, needle, expected",
+    [
+        ("Paris and Paris again", "Paris", [(0, 5), (10, 15)]),
+        ("The bus took us to the US.", "US", [(23, 25)]),  # never inside "bus", exact case wins over "us"
+        ("the new  york office", "New York", [(4, 13)]),  # case and whitespace ignored as a fallback
+        ("Kurdistan Workers Party ( PKK )", "( PKK )", [(24, 31)]),
+        ("U.S. and U.S. troops", "U.S.", [(0, 4), (9, 13)]),
+        ("nothing here", "Berlin", []),
+        ("anything", "  ", []),
+    ],
+)
+def test_find_occurrences(text, needle, expected):
+    assert find_occurrences(text, needle) == expected
+
+
+def test_default_choice_is_the_most_probable_candidate_and_the_whole_label_is_one_part():
+    config = load_config({"task_name": "t", "prompt": {"labels": ["yes", "no"]}})
+    task = get_task_class(config.task_type)(config)
+
+    assert task.choose(["yes", "no"], [0.3, 0.7]) == "no"
+    assert task.confidence_parts("no") == ["no"]
+    assert task.confidence_parts("") == []
