@@ -36,7 +36,10 @@ OUR_EMBEDDING_PROVIDERS = {"auto", "sentence_transformers", "tfidf"}
 # Keys that change nothing about the labels here.
 IGNORED = {
     "model": {"logit_bias": "label scoring needs no logit bias"},
-    "dataset": {"disable_quoting": "CSV quoting follows the file"},
+    "dataset": {
+        "disable_quoting": "CSV quoting follows the file",
+        "explanation_column": "seed explanations are not shown (chain_of_thought asks the model for its own)",
+    },
     "prompt": {
         "vector_store_params": "examples are compared in memory",
         "label_selection_threshold": "label_selection_count decides",
@@ -125,6 +128,7 @@ def translate_autolabel_config(data: dict[str, Any]) -> dict[str, Any]:
     model = _section(data, "model")
     template = prompt.get("example_template") if prompt is not None else None
     autolabel = isinstance(template, str) and is_format_string(template)
+    explanation_column = dataset.get("explanation_column") if dataset is not None else None
 
     if autolabel:
         for dotted, reason in UNSUPPORTED.items():
@@ -144,7 +148,6 @@ def translate_autolabel_config(data: dict[str, Any]) -> dict[str, Any]:
 
     if dataset is not None:
         text_column = dataset.pop("text_column", None)
-        explanation_column = dataset.pop("explanation_column", None)
         if autolabel:
             label_column = dataset.get("label_column") or "label"
             prompt["example_template"], columns = _example_template(template, label_column, explanation_column)
@@ -153,8 +156,6 @@ def translate_autolabel_config(data: dict[str, Any]) -> dict[str, Any]:
             dataset.setdefault("input_columns", columns or ["example"])
         elif text_column is not None:
             dataset.setdefault("input_columns", [text_column])
-        elif explanation_column is not None:
-            raise ConfigError("dataset.explanation_column: only understood in Autolabel configs")
     elif autolabel:
         prompt["example_template"], columns = _example_template(template, "label", None)
         data["dataset"] = {"input_columns": columns or ["example"]}

@@ -187,12 +187,17 @@ def test_other_autolabel_keys_map_onto_ours():
 
 
 def test_keys_without_effect_warn_once():
-    config = banking_config(vector_store_params={"k": 1}, output_format="json")
+    config = banking_config(
+        vector_store_params={"k": 1}, output_format="json", example_template="Input: {example}\nExplanation: {why}\nOutput: {label}"
+    )
     config["model"]["logit_bias"] = True
+    config["dataset"]["explanation_column"] = "why"
     with pytest.warns(UserWarning) as caught:
         loaded = load_config(config)
     assert len(caught) == 1
-    assert "model.logit_bias" in str(caught[0].message) and "prompt.vector_store_params" in str(caught[0].message)
+    for key in ("model.logit_bias", "prompt.vector_store_params", "prompt.output_format", "dataset.explanation_column"):
+        assert key in str(caught[0].message)
+    assert loaded.dataset.input_columns == ["example"]  # the explanation is not an input
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reloading the translated config warns no more
         assert load_config(loaded) == loaded
