@@ -10,8 +10,6 @@ import pytest
 
 from autolabel_lite import ConfigError, LabelingAgent, load_config
 from autolabel_lite.cli import main
-from autolabel_lite.config import TaskType
-from autolabel_lite.tasks import TASKS
 
 from conftest import LABELS, REPO
 
@@ -76,14 +74,6 @@ def test_bad_config_names_key_path_in_one_line(config, expected):
     message = str(caught.value)
     assert message.startswith(expected)
     assert "\n" not in message
-
-
-def test_task_type_without_an_implementation_is_a_config_error():
-    unimplemented = [t.value for t in TaskType if t.value not in TASKS.names()]
-    if not unimplemented:
-        pytest.skip("every task type in the enum is implemented")
-    with pytest.raises(ConfigError, match=rf"^task_type: .*{unimplemented[0]}.*expected one of .*classification"):
-        load_config(changed(task_type=unimplemented[0]))
 
 
 def test_valid_config_loads_with_label_map_and_defaults():
