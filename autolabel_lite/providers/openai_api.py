@@ -164,7 +164,8 @@ class OpenAIProvider(Provider):
                 raise ProviderError("this server returned no echoed logprobs; set prompt.labeling_mode to \"generate\"")
             tokens, values = [], []
             for token, offset, value in zip(logprobs.tokens, logprobs.text_offset, logprobs.token_logprobs):
-                if offset >= len(head) and value is not None and not math.isnan(value):
+                # A token that straddles the boundary ("\nYes") belongs to the continuation: it is the one predicting its start.
+                if offset + len(token) > len(head) and value is not None and not math.isnan(value):
                     tokens.append(token)
                     values.append(float(value))
             scores.append(SequenceScore(tokens=tokens, logprobs=values))
