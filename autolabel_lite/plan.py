@@ -174,12 +174,12 @@ def _seed_lines(seed: SeedReport) -> list[str]:
         for point in seed.table:
             mark = "  <- chosen" if chosen is not None and point.threshold == chosen.threshold else ""
             lines.append(
-                f"  {point.threshold:>10.4f}  {point.completion:>10.1%}  {point.accepted:>8}  {_number(point.accuracy):>8}{mark}"
+                f"  {point.threshold:>10.4g}  {point.completion:>10.1%}  {point.accepted:>8}  {_number(point.accuracy):>8}{mark}"
             )
     if decision is None:
         lines.append("recommended threshold: none (the config has no threshold block)")
         return lines
-    value = "accept nothing" if decision.accepts_nothing else f"{decision.threshold:.4f}"
+    value = "accept nothing" if decision.accepts_nothing else f"{decision.threshold:.4g}"
     lines.append(f"recommended threshold: {value} ({decision.policy}: {decision.how})")
     if decision.point is not None and not decision.accepts_nothing:
         lines.append(
@@ -189,7 +189,7 @@ def _seed_lines(seed: SeedReport) -> list[str]:
     if decision.empirical is not None:
         e = decision.empirical
         lines.append(
-            f"  plain empirical point (no statistical margin): threshold {e.threshold:.4f} keeps {e.completion:.1%} at accuracy {e.accuracy:.3f}"
+            f"  plain empirical point (no statistical margin): threshold {e.threshold:.4g} keeps {e.completion:.1%} at accuracy {e.accuracy:.3f}"
         )
     lines += [f"  note: {note}" for note in decision.notes]
     if seed.saved:
@@ -224,7 +224,7 @@ def build_plan(
         provider=agent.config.model.provider,
         model=provider.model_name,
         labeling_mode=labeler.mode,
-        prompt=labeler.prompt_for(first_row),
+        prompt=_prompt(agent, labeler, first_row),
         rows=rows,
         tokens=tokens,
         cost_usd=None,
@@ -239,17 +239,22 @@ def build_plan(
     return plan
 
 
+def _prompt(agent: "LabelingAgent", labeler: "Labeler", row: dict[str, str]) -> Prompt:
+    """The prompt a row gets, with the labels it is offered when the config selects labels per row."""
+    return labeler.prompt_for(row, agent.selector.labels_for(row))
+
+
 def _estimate_tokens(agent: "LabelingAgent", labeler: "Labeler", sample, first_row) -> TokenEstimate:
     provider = agent.provider
     counted_with = f"{provider.model_name} tokenizer"
     if provider.count_tokens("probe") is None:
-        counted_with = f"heuristic: {CHARS_PER_TOKEN} characters per token (no local tokenizer for this model)"
+        counted_with = f"heuristic of {CHARS_PER_TOKEN} characters per token, no local tokenizer for this model"
 
     def count(text: str) -> int:
         counted = provider.count_tokens(text)
         return counted if counted is not None else math.ceil(len(text) / CHARS_PER_TOKEN)
 
-    prompt_counts = [count(labeler.prompt_for(row).text) for row in sample]
+    prompt_counts = [count(_prompt(agent, labeler, row).text) for row in sample]
     prompt_per_row = sum(prompt_counts) / len(prompt_counts)
     candidates = agent.task.candidates(first_row) if labeler.mode == "score" else None
     if candidates:
@@ -369,12 +374,12 @@ def _plot(report: SeedReport, path: Path) -> Path | None:
     if not report.curve:
         return None
     figure, axes = plt.subplots(figsize=(6, 4.5))
-    axes.plot([p.completion for p in report.curve], [p.accuracy for p in report.curve], drawstyle="steps-post", label="accepted seed labels")
+    axes.plot([p.completion for p in report.curve], [p.accuracy for p in report.curve], ".-", label="accepted seed labels, one point per threshold")
     decision = report.decision
     if decision is not None and decision.policy == "target_accuracy":
         axes.axhline(decision.target, color="grey", linestyle=":", label=f"target accuracy {decision.target:g}")
     if decision is not None and decision.point is not None and not decision.accepts_nothing:
-        axes.plot([decision.point.completion], [decision.point.accuracy], "o", color="crimson", label=f"chosen: threshold {decision.threshold:.3f}")
+        axes.plot([decision.point.completion], [decision.point.accuracy], "o", color="crimson", label=f"chosen: threshold {decision.threshold:.4g}")
     axes.set_xlabel("completion rate (share of rows accepted)")
     axes.set_ylabel("label quality (accuracy of accepted rows)")
     axes.set_xlim(0, 1.02)
@@ -385,4 +390,4 @@ def _plot(report: SeedReport, path: Path) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
-    return path
+    return path.resolve()
