@@ -29,7 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only-accepted", action="store_true", help="write only accepted rows to --output")
     run.add_argument("--rejected", type=Path, help="also write the rejected rows to this CSV")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    plan = commands.add_parser("plan", help="show the prompt, estimate tokens and cost, and tune the threshold on seed rows")
+    _common(plan)
+    plan.add_argument(
+        "--seed",
+        type=_seed,
+        help="labeled seed rows: a file with the ground-truth column, or a number N for the first N rows of DATA",
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _seed(value: str) -> Path | int:
+    return int(value) if value.isdigit() and not Path(value).exists() else Path(value)
 
 
 def _agent(args):
@@ -58,7 +71,17 @@ def cmd_run(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run}
+def cmd_plan(args) -> int:
+    import json
+
+    agent = _agent(args)
+    plot = args.output.with_name(args.output.stem + "_plan.png") if args.output else None
+    plan = agent.plan(args.data, seed=args.seed, max_rows=args.max_rows, plot=plot, progress=False if args.no_progress else None)
+    print(json.dumps(plan.to_dict(), indent=2, allow_nan=False) if args.json else plan)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plan": cmd_plan}
 
 
 def main(argv: list[str] | None = None) -> int:
