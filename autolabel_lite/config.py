@@ -85,6 +85,30 @@ class ModelConfig(_Strict):
         return value
 
 
+class ConfidenceConfig(_Strict):
+    """How ``model.compute_confidence`` scores each label (see confidence/)."""
+
+    method: str = "logprob"
+    # The model that scores the labels (same keys as ``model``); default: the labeling model itself.
+    verifier: ModelConfig | None = None
+    # logprob: the "first" token's probability (the study's definition) or the geometric "mean"
+    # over the tokens. Unset: first for whole labels, mean per entity when a task splits labels (NER).
+    token_probability: Literal["first", "mean"] | None = None
+    # semantic_entropy: answers sampled per row, their temperature, and the ROUGE-L F1 that makes two answers one.
+    samples: int = Field(5, ge=2)
+    temperature: float = Field(0.5, gt=0, le=2)
+    rouge_threshold: float = Field(0.7, ge=0, le=1)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from .confidence import method_names
+
+        if value not in method_names():
+            raise ValueError(f"unknown confidence method {value!r}; expected one of {', '.join(method_names())}")
+        return value
+
+
 class EmbeddingConfig(_Strict):
     """The sentence-embedding model behind semantic few-shot and label selection.
 
@@ -103,6 +127,9 @@ class FewShotExample(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+CHAIN_OF_THOUGHT_OUTPUT_TOKENS = 256  # default answer length when the model reasons first
+
+
 class PromptConfig(_Strict):
     task_guidelines: str = ""
     output_guidelines: str = ""
@@ -117,6 +144,8 @@ class PromptConfig(_Strict):
     mmr_lambda: float = Field(0.5, ge=0, le=1)
     label_selection: bool = False
     label_selection_count: int = Field(10, ge=1)
+    # Generate a short explanation, then the answer as {"label": ...} on the last line.
+    chain_of_thought: bool = False
     example_template: str | None = None
     template: str | None = None
     labeling_mode: Literal["auto", "score", "generate"] = "auto"
@@ -136,6 +165,15 @@ class PromptConfig(_Strict):
             dupes = sorted({n for n in names if folded.count(" ".join(n.split()).casefold()) > 1})
             raise ValueError(f"labels collide after normalising case and whitespace: {', '.join(dupes)}")
         return value
+
+    @model_validator(mode="after")
+    def _room_to_reason(self) -> "PromptConfig":
+        if self.chain_of_thought and self.labeling_mode == "score":
+            raise ValueError("chain_of_thought needs the model to write its reasoning, which labeling_mode 'score' cannot")
+        if self.chain_of_thought and "max_output_tokens" not in self.model_fields_set:
+            # Set without re-validating (validate_assignment would run this validator again).
+            self.__dict__["max_output_tokens"] = CHAIN_OF_THOUGHT_OUTPUT_TOKENS
+        return self
 
     @property
     def label_names(self) -> list[str]:
@@ -180,6 +218,7 @@ class TaskConfig(_Strict):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     threshold: ThresholdConfig | None = None
+    confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig)
     # Directory the config was loaded from: relative paths (few-shot CSVs, templates) resolve here.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -192,6 +231,11 @@ class TaskConfig(_Strict):
         except KeyError as exc:  # a task type of the enum with no implementation yet
             raise ValueError(f"task_type: {exc.args[0]}") from None
         task_class.check_config(self)
+        from .confidence import get_method_class
+
+        reason = get_method_class(self.confidence.method).unsupported(task_class)
+        if reason:
+            raise ValueError(f"confidence.method: {self.confidence.method} does not apply to {self.task_type.value} tasks: {reason}")
         return self
 
     @model_validator(mode="after")

@@ -13,8 +13,10 @@ from dataclasses import asdict
 from typing import Any, Mapping
 
 from .cache import Cache, RowResult, stable_hash
+from .confidence import ConfidenceMethod, Labeled, Verifier, get_method_class
+from .errors import ConfigError
 from .fewshot import ExampleSelector
-from .prompt import Prompt, PromptBuilder
+from .prompt import Prompt, PromptBuilder, chain_of_thought_answer
 from .providers import Generation, Provider, SequenceScore
 from .scoring import label_distribution
 from .tasks import Task
@@ -30,49 +32,64 @@ class Labeler:
         builder: PromptBuilder,
         selector: ExampleSelector,
         cache: Cache,
+        verifier: Provider | None = None,
     ) -> None:
+        """``verifier``: the model that scores confidence (default: ``provider`` scores its own labels)."""
         self.task = task
         self.provider = provider
         self.builder = builder
         self.selector = selector
         self.cache = cache
+        selector.attach(cache)
         self.config = task.config
         mode = self.config.prompt.labeling_mode
         self.mode = ("score" if provider.is_local else "generate") if mode == "auto" else mode
+        if self.config.prompt.chain_of_thought:
+            self.mode = "generate"  # the model reasons before it answers
         self.model_calls = 0
         self.pending_writes: dict[str, Any] = {}
         self._calibration: dict[tuple[str, ...], list[list[SequenceScore]]] = {}
         self._calibration_lock = asyncio.Lock()
+        self.verifier = verifier or provider
+        self.confidence: ConfidenceMethod | None = None
+        if self.config.model.compute_confidence:
+            method = get_method_class(self.config.confidence.method)
+            self.confidence = method(self.config.confidence, task, Verifier(self, self.verifier))
 
     # -- cached model calls --------------------------------------------------------------
 
-    def _key(self, op: str, prompt: Prompt, **extra: Any) -> str:
-        return stable_hash({"op": op, **self.provider.identity(), "messages": prompt.messages, **extra})
+    def _key(self, op: str, prompt: Prompt, provider: Provider, **extra: Any) -> str:
+        # identity() nested: its "params" (the config's) must not be overwritten by a call's params.
+        return stable_hash({"op": op, "provider": provider.identity(), "messages": prompt.messages, **extra})
 
     def _lookup(self, key: str) -> Any:
         if key in self.pending_writes:
             return self.pending_writes[key]
         return self.cache.get_calls([key]).get(key)
 
-    async def generate(self, prompt: Prompt, **params: Any) -> tuple[Generation, bool]:
-        """(generation, came from cache)."""
+    async def generate(self, prompt: Prompt, provider: Provider | None = None, **params: Any) -> tuple[Generation, bool]:
+        """(generation, came from cache); ``provider`` defaults to the labeling model."""
+        provider = provider or self.provider
         params = {"max_tokens": self.config.prompt.max_output_tokens, **params}
-        key = self._key("generate", prompt, params=params)
+        key = self._key("generate", prompt, provider, params=params)
         cached = self._lookup(key)
         if cached is not None:
             return Generation(**cached), True
         self.model_calls += 1
-        generation = await self.provider.generate(prompt, **params)
+        generation = await provider.generate(prompt, **params)
         self.pending_writes[key] = asdict(generation)
         return generation, False
 
-    async def score(self, prompt: Prompt, continuations: list[str]) -> tuple[list[SequenceScore], bool]:
-        key = self._key("score", prompt, continuations=continuations)
+    async def score(
+        self, prompt: Prompt, continuations: list[str], provider: Provider | None = None
+    ) -> tuple[list[SequenceScore], bool]:
+        provider = provider or self.provider
+        key = self._key("score", prompt, provider, continuations=continuations)
         cached = self._lookup(key)
         if cached is not None:
             return [SequenceScore(**s) for s in cached], True
         self.model_calls += 1
-        scores = await self.provider.score(prompt, continuations)
+        scores = await provider.score(prompt, continuations)
         self.pending_writes[key] = [asdict(s) for s in scores]
         return scores, False
 
@@ -82,9 +99,9 @@ class Labeler:
 
     # -- rows ----------------------------------------------------------------------------
 
-    def prompt_for(self, row: Mapping[str, Any]) -> Prompt:
+    def prompt_for(self, row: Mapping[str, Any], labels: list[str] | None = None) -> Prompt:
         examples = [self.builder.render_example(e) for e in self.selector.select(row)]
-        return self.builder.render(row, examples)
+        return self.builder.render(row, examples, labels)
 
     def _prepare(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
         """Check the row's inputs: empty inputs are an error, oversized ones are trimmed with a note."""
@@ -99,30 +116,55 @@ class Labeler:
             return prepared, "empty input"
         return prepared, "; ".join(notes)
 
-    async def _calibration_scores(self, candidates: list[str]) -> list[list[SequenceScore]]:
-        key = tuple(candidates)
+    async def _calibration_scores(self, candidates: list[str], provider: Provider) -> list[list[SequenceScore]]:
+        key = (stable_hash(provider.identity()), *candidates)
         async with self._calibration_lock:  # computed once per run, however many rows wait for it
             if key not in self._calibration:
                 rows = []
                 for filler_row in self.builder.content_free_rows:
-                    scores, _ = await self.score(self.prompt_for(filler_row), candidates)
+                    scores, _ = await self.score(self.prompt_for(filler_row), candidates, provider)
                     rows.append(scores)
                 self._calibration[key] = rows
         return self._calibration[key]
+
+    async def label_distribution(
+        self,
+        prompt: Prompt,
+        candidates: list[str],
+        all_candidates: list[str] | None = None,
+        provider: Provider | None = None,
+    ) -> tuple[list[float], list[SequenceScore], bool]:
+        """Normalised probabilities of ``candidates`` after ``prompt`` (``prompt.label_scoring``),
+        their scores, and whether the scores came from the cache. ``all_candidates``: the
+        label set ``candidates`` were narrowed from, when they were."""
+        provider = provider or self.provider
+        scores, hit = await self.score(prompt, candidates, provider)
+        scoring = self.config.prompt.label_scoring
+        baseline = ()
+        if scoring == "calibrated":
+            # One content-free baseline over all labels, narrowed to this row's labels: a
+            # baseline per label subset would cost three extra model calls per row.
+            every = all_candidates or candidates
+            baseline = await self._calibration_scores(every, provider)
+            kept = [every.index(c) for c in candidates]
+            baseline = [[scores_row[i] for i in kept] for scores_row in baseline]
+        return label_distribution(scores, scoring, baseline), scores, hit
 
     async def label(self, index: int, row: Mapping[str, Any]) -> RowResult:
         prepared, note = self._prepare(row)
         if note == "empty input":
             return RowResult(index, error=note)
-        prompt = self.prompt_for(prepared)
-        candidates = self.task.candidates(prepared) if self.mode == "score" else None
+        labels = self.selector.labels_for(prepared)  # None unless prompt.label_selection
+        prompt = self.prompt_for(prepared, labels)
+        all_candidates = self.task.candidates(prepared) if self.mode == "score" else None
+        candidates = all_candidates
+        if all_candidates and labels is not None:
+            candidates = [c for c in all_candidates if c in labels]
         if candidates:
-            scores, hit = await self.score(prompt, candidates)
-            scoring = self.config.prompt.label_scoring
-            baseline = await self._calibration_scores(candidates) if scoring == "calibrated" else ()
-            probs = label_distribution(scores, scoring, baseline)
+            probs, scores, hit = await self.label_distribution(prompt, candidates, all_candidates)
             best = max(range(len(candidates)), key=probs.__getitem__)
-            parsed = self.task.parse(candidates[best], prepared)
+            output = self.task.choose(candidates, probs)  # multilabel keeps several
+            parsed = self.task.parse(output, prepared)
             details: dict[str, Any] = {
                 "label_probs": dict(zip(candidates, probs)),
                 "tokens": scores[best].tokens,
@@ -130,7 +172,34 @@ class Labeler:
             }
         else:
             generation, hit = await self.generate(prompt)
-            parsed = self.task.parse(generation.text, prepared)
+            output = generation.text
+            answer = chain_of_thought_answer(generation.text) if self.config.prompt.chain_of_thought else generation.text
+            parsed = self.task.parse(answer, prepared)
             details = {"raw_output": generation.text, "tokens": generation.tokens, "logprobs": generation.logprobs}
+        details.update(parsed.details)  # what the task derived while checking (NER: entity offsets)
         error = "; ".join(part for part in (parsed.error, note) if part)
-        return RowResult(index, label=parsed.label, error=error, cache_hit=hit, details=details)
+        result = RowResult(index, label=parsed.label, error=error, cache_hit=hit, details=details)
+        if self.confidence is not None and parsed.label:
+            await self._add_confidence(result, Labeled(prompt, prepared, parsed.label, output, details))
+        return result
+
+    async def _add_confidence(self, result: RowResult, labeled: Labeled) -> None:
+        """Confidence step: score the row's label with the verifier. When that fails the label
+        stays, the row is flagged (so not accepted) and a rerun retries it."""
+        try:
+            confidence = await self.confidence(labeled)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            from .providers.openai_api import describe_api_error
+
+            result.error = "; ".join(part for part in (result.error, f"confidence: {describe_api_error(exc)}") if part)
+            result.final = False
+            return
+        result.confidence = confidence.value
+        result.details.update(confidence.details)
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+        if self.verifier is not self.provider:
+            await self.verifier.aclose()

@@ -7,6 +7,8 @@ labeled as the plain text it is.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +19,27 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from .errors import ConfigError
 from .tasks import Task
+
+
+CHAIN_OF_THOUGHT_INSTRUCTION = (
+    "Think step by step: explain your reasoning in one or two sentences, "
+    'then write the answer on the last line as JSON: {"label": "<answer>"}'
+)
+
+
+def chain_of_thought_answer(text: str) -> str:
+    """The answer after the reasoning: the last ``{"label": ...}`` object, else the last line."""
+    decoder = json.JSONDecoder()
+    for start in reversed([match.start() for match in re.finditer(r"\{", text)]):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and "label" in value:
+            label = value["label"]
+            return label if isinstance(label, str) else json.dumps(label, ensure_ascii=False)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def templates_dir() -> Path:
@@ -61,12 +84,10 @@ class PromptBuilder:
             self._example_template = self._env.from_string(
                 prompt_config.example_template or task.default_example_template
             )
-            static = task.prompt_variables()
-            self._static = {
-                **static,
-                "task_guidelines": self._env.from_string(prompt_config.task_guidelines).render(static).strip(),
-                "output_guidelines": self._env.from_string(prompt_config.output_guidelines).render(static).strip(),
+            self._guidelines = {
+                name: self._env.from_string(getattr(prompt_config, name)) for name in ("task_guidelines", "output_guidelines")
             }
+            self._static = self._with_guidelines(task.prompt_variables())
         except jinja2.TemplateNotFound as exc:
             raise ConfigError(f"prompt.template: template file not found: {exc.name}") from None
         except jinja2.TemplateSyntaxError as exc:
@@ -76,18 +97,29 @@ class PromptBuilder:
         except jinja2.UndefinedError as exc:
             raise ConfigError(f"prompt: template uses an undefined variable: {exc.message}") from None
 
+    def _with_guidelines(self, variables: dict[str, Any]) -> dict[str, Any]:
+        rendered = {name: template.render(variables).strip() for name, template in self._guidelines.items()}
+        if self.task.config.prompt.chain_of_thought:
+            rendered["output_guidelines"] = "\n".join(filter(None, [rendered["output_guidelines"], CHAIN_OF_THOUGHT_INSTRUCTION]))
+        return {**variables, **rendered}
+
     def _example(self, inputs: Mapping[str, str], label: str) -> str:
         return self._example_template.render(inputs=inputs, label=label, **inputs).rstrip()
 
     def render_example(self, example: Mapping[str, Any]) -> str:
         label_column = self.task.config.dataset.label_column or "label"
-        return self._example(self.task.render_inputs(example), self.task.example_label(example.get(label_column)))
+        label = self.task.example_label(example.get(label_column))
+        if self.task.config.prompt.chain_of_thought:
+            label = json.dumps({"label": label}, ensure_ascii=False)  # the answer format the model is asked for
+        return self._example(self.task.render_inputs(example), label)
 
-    def render(self, row: Mapping[str, Any], examples: list[str] | None = None) -> Prompt:
-        """Render the prompt for ``row``; ``examples`` are already-rendered few-shot examples."""
+    def render(self, row: Mapping[str, Any], examples: list[str] | None = None, labels: list[str] | None = None) -> Prompt:
+        """Render the prompt for ``row``; ``examples`` are already-rendered few-shot examples;
+        ``labels`` replaces the label list for this row (label selection)."""
         try:
+            variables = self._static if labels is None else self._with_guidelines({**self._static, "labels": labels})
             current = self._example(self.task.render_inputs(row), "")
-            user = self._template.render(**self._static, examples=examples or [], current=current)
+            user = self._template.render(**variables, examples=examples or [], current=current)
         except SecurityError as exc:
             raise ConfigError(f"prompt: template refused by the sandbox: {exc}") from None
         except jinja2.UndefinedError as exc:
