@@ -1,0 +1,103 @@
+"""Extractive question answering: answer parsing against the context, span candidates for
+local models, and SQuAD metrics checked against values computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from autolabel_lite.config import load_config
+from autolabel_lite.errors import ConfigError
+from autolabel_lite.tasks import get_task_class
+from autolabel_lite.tasks.question_answering import MAX_SPAN_CANDIDATES, UNANSWERABLE, squad_normalise, token_f1
+
+CONTEXT = "The Harlow Bridge opened in 1908 and carried trams until 1954. It was repainted green in 2011."
+ROW = {"passage": CONTEXT, "question": "When did the Harlow Bridge open?"}
+
+
+@pytest.fixture
+def task():
+    config = load_config({"task_name": "qa", "task_type": "question_answering", "dataset": {"input_columns": ["passage", "question"]}})
+    return get_task_class(config.task_type)(config)
+
+
+def test_config_must_name_the_context_and_question_columns():
+    with pytest.raises(ConfigError, match=r"^dataset.input_columns: question_answering needs two columns, the context then the question$"):
+        load_config({"task_name": "qa", "task_type": "question_answering", "dataset": {"input_columns": ["passage"]}})
+
+
+def test_templates_see_context_and_question_whatever_the_columns_are_called(task):
+    assert task.render_inputs(ROW) == {"context": CONTEXT, "question": ROW["question"]}
+
+
+@pytest.mark.parametrize(
+    "output, label",
+    [
+        ("1908", "1908"),
+        ("Answer: 1908", "1908"),
+        ('"1908"', "1908"),
+        ("The answer is: 1908.", "1908"),
+        ("the harlow  bridge\nbecause it says so", "The Harlow Bridge"),  # the context's own spelling, first line only
+        ("Unanswerable.", UNANSWERABLE),
+        ("No answer", UNANSWERABLE),
+    ],
+)
+def test_answers_are_cleaned_and_mapped_onto_the_context(task, output, label):
+    parsed = task.parse(output, ROW)
+    assert (parsed.label, parsed.error) == (label, None)
+
+
+def test_answer_offset_is_kept_in_the_details(task):
+    assert task.parse("trams", ROW).details == {"answer_start": CONTEXT.index("trams")}
+
+
+def test_answer_not_in_the_context_is_kept_and_flagged(task):
+    parsed = task.parse("Answer: 1910", ROW)
+    assert (parsed.label, parsed.error) == ("1910", "answer not found in context")
+
+
+def test_empty_answer_is_an_error(task):
+    assert task.parse("  \n ", ROW) == task.parse("Answer:", ROW)
+    assert task.parse("", ROW).error == "empty answer"
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        # Captured from the embedded model (SmolLM2-135M) answering examples/question_answering.
+        "1908",
+        "Mira Castell",
+        "The Harlow Bridge opened in 1908 and carried trams until 1954.",
+    ],
+)
+def test_real_model_answers_are_found_in_their_context(task, output):
+    context = CONTEXT if "Castell" not in output else "Mira Castell founded the Castell Seed Library in Valdora."
+    parsed = task.parse(output, {"passage": context, "question": "?"})
+    assert parsed.error is None and parsed.label == output
+
+
+def test_candidates_are_unanswerable_then_bounded_spans_of_the_context(task):
+    candidates = task.candidates(ROW)
+
+    assert candidates[0] == UNANSWERABLE
+    assert {"1908", "Harlow Bridge", "carried trams", "1954", "2011"} <= set(candidates)
+    assert all(task.parse(c, ROW).error is None for c in candidates)  # every candidate is a span of the context
+    long_context = " ".join(f"Item{i} was sold in {1800 + i}." for i in range(200))
+    assert len(task.candidates({"passage": long_context, "question": "When was Item7 sold?"})) == MAX_SPAN_CANDIDATES + 1
+    assert "1807" in task.candidates({"passage": long_context, "question": "When was Item7 sold?"})  # best sentence first
+
+
+def test_squad_normalisation_and_token_f1():
+    assert squad_normalise("The  Eiffel-Tower!") == "eiffeltower"
+    assert token_f1("in 1908", "1908") == pytest.approx(2 / 3)  # P 1/2, R 1
+    assert token_f1(UNANSWERABLE, UNANSWERABLE) == 1.0
+    assert token_f1("Paris", UNANSWERABLE) == 0.0
+    assert token_f1("", UNANSWERABLE) == 0.0  # a failed row is wrong, not "no answer"
+
+
+def test_metrics_match_hand_computed_values(task):
+    predicted = ["the Eiffel Tower", "in 1908", UNANSWERABLE, "Paris", ""]
+    gold = ["Eiffel Tower", "1908", UNANSWERABLE, UNANSWERABLE, UNANSWERABLE]
+    # exact: rows 1 and 3 → 2/5. F1: 1 + 2/3 + 1 + 0 + 0 over 5.
+    # answerable?  gold A A U U U, predicted A A U A (none) → 3 of 5 right.
+    assert task.metrics(predicted, gold) == pytest.approx({"exact_match": 0.4, "f1": (8 / 3) / 5, "answerable_accuracy": 0.6})
+    assert [task.is_correct(p, g) for p, g in zip(predicted, gold)] == [True, False, True, False, False]
