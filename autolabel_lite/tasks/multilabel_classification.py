@@ -1,0 +1,113 @@
+"""Multilabel classification: zero or more labels of ``prompt.labels``, joined by
+``dataset.label_separator`` (default ``;``) in label-set order.
+
+Local models score every label once after the prompt (the same packed pass as
+classification) and keep each label whose probability is above uniform (1/K): one pass
+per row instead of one yes/no question per label.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.preprocessing import MultiLabelBinarizer
+
+from . import TASKS
+from .base import Parsed, Task
+from .classification import _short, match_label, normalise
+
+# Answers meaning "no label applies".
+_NONE = {"none", "no labels", "no label", "n/a", "nothing", "[]"}
+
+
+@TASKS.register("multilabel_classification")
+class MultilabelClassificationTask(Task):
+    template = "multilabel_classification.jinja"
+    default_example_template = "{% for name, value in inputs.items() %}{{ name }}: {{ value }}\n{% endfor %}Output: {{ label }}"
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        if not config.prompt.labels:
+            raise ValueError("prompt.labels: must be a non-empty list of strings")
+        separator = config.dataset.label_separator
+        if not separator.strip():
+            raise ValueError("dataset.label_separator: must contain a non-space character")
+        clashing = [label for label in config.prompt.label_names if separator in label]
+        if clashing:
+            raise ValueError(f"dataset.label_separator: {separator!r} occurs in label {clashing[0]!r}")
+
+    @property
+    def labels(self) -> list[str]:
+        return self.config.prompt.label_names
+
+    @property
+    def separator(self) -> str:
+        return self.config.dataset.label_separator
+
+    def prompt_variables(self) -> dict[str, Any]:
+        return {**super().prompt_variables(), "separator": self.separator}
+
+    def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
+        return self.labels
+
+    def choose(self, candidates: list[str], probs: list[float]) -> str:
+        uniform = 1.0 / len(candidates)
+        return self.join([label for label, p in zip(candidates, probs) if p > uniform])
+
+    def join(self, labels: list[str]) -> str:
+        chosen = set(labels)
+        return self.separator.join(label for label in self.labels if label in chosen)
+
+    def split(self, text: str) -> list[str]:
+        """Pieces of a label list: on the separator, or on commas and new lines when the
+        model ignored the separator (unless the whole text is one label)."""
+        pieces = [p.strip() for p in text.split(self.separator)]
+        if len(pieces) == 1 and normalise(text) not in map(normalise, self.labels):
+            pieces = [p.strip() for p in re.split(r"[,\n]", text)]
+        return [p for p in pieces if p.strip(" \t\"'`*.-")]
+
+    def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
+        if normalise(text).strip(" .\"'`") in _NONE:
+            return Parsed("")
+        chosen, unknown = [], []
+        for piece in self.split(text):
+            label = match_label(piece, self.labels)
+            (chosen if label else unknown).append(label or piece)
+        error = f"output {', '.join(repr(_short(u, 30)) for u in unknown)} matches no label" if unknown else None
+        return Parsed(self.join(chosen), error)
+
+    def _label_set(self, value: Any) -> set[str]:
+        """A label list (predicted or ground truth) as label names; names outside the label
+        set are kept, so they count as errors."""
+        by_norm = {normalise(label): label for label in self.labels}
+        text = "" if value is None else str(value)
+        return {by_norm.get(normalise(piece), piece.strip()) for piece in text.split(self.separator) if piece.strip()}
+
+    def example_label(self, value: Any) -> str:
+        gold = self._label_set(value)
+        return self.separator.join([label for label in self.labels if label in gold] + sorted(gold - set(self.labels)))
+
+    def confidence_parts(self, label: str) -> list[str]:
+        """Each chosen label."""
+        return [piece for piece in label.split(self.separator) if piece]
+
+    def is_correct(self, predicted: str, gold: str) -> bool:
+        return self._label_set(predicted) == self._label_set(gold)
+
+    def metrics(self, predicted: list[str], gold: list[str]) -> dict[str, float]:
+        pred_sets = [self._label_set(p) for p in predicted]
+        gold_sets = [self._label_set(g) for g in gold]
+        extra = sorted(set().union(*gold_sets, *pred_sets) - set(self.labels))
+        binarizer = MultiLabelBinarizer(classes=[*self.labels, *extra]).fit(gold_sets)
+        y_true, y_pred = binarizer.transform(gold_sets), binarizer.transform(pred_sets)
+        # Like classification's macro F1: averaged over the labels that occur in the gold or predicted labels.
+        seen = (y_true.sum(axis=0) + y_pred.sum(axis=0)) > 0
+        if not seen.any():  # no label expected and none predicted: nothing was got wrong
+            return {"micro_f1": 1.0, "macro_f1": 1.0, "exact_set_accuracy": 1.0}
+        return {
+            "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(y_true[:, seen], y_pred[:, seen], average="macro", zero_division=0)),
+            "exact_set_accuracy": float(accuracy_score(y_true, y_pred)),
+        }
