@@ -119,8 +119,9 @@ def operating_points(confidence: Sequence[float], correct: Sequence[bool] | None
     points = []
     for point in completion_curve(values[scored], right[scored]):
         # The curve gives rates over the scored rows; the Clopper–Pearson bound needs counts.
-        accepted = round(point.completion_rate * scored.sum())
-        points.append(OperatingPoint(point.threshold, accepted, values.size, None if correct is None else round(point.accuracy * accepted)))
+        accepted = int(round(point.completion_rate * scored.sum()))
+        right_count = None if correct is None else int(round(point.accuracy * accepted))
+        points.append(OperatingPoint(point.threshold, accepted, int(values.size), right_count))
     return points
 
 
