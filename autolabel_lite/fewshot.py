@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -126,12 +125,14 @@ class LabelSelector:
         label_column = config.dataset.label_column or "label"
         # Examples whose label is not in the label list cannot vote for one.
         self._voters = [(e, by_norm[normalise(e[label_column])]) for e in examples if normalise(e.get(label_column, "")) in by_norm]
+        self._vectors: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None
 
-    @cached_property
-    def _label_vectors(self) -> np.ndarray:
-        return self.embedder.store.persistent(self.label_texts)
+    def prepare(self) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """(label vectors, example groups), embedded or read back from the cache on first use."""
+        if self._vectors is None:
+            self._vectors = (self.embedder.store.persistent(self.label_texts), self._example_groups())
+        return self._vectors
 
-    @cached_property
     def _example_groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(example vectors sorted by label, start of each label's run, label of each run)."""
         if not self._voters:
@@ -145,8 +146,8 @@ class LabelSelector:
 
     def scores(self, row_vectors: np.ndarray) -> np.ndarray:
         """(rows × labels) similarity of each row to each label."""
-        scores = row_vectors @ self._label_vectors.T
-        groups = self._example_groups
+        label_vectors, groups = self.prepare()
+        scores = row_vectors @ label_vectors.T
         if groups is not None:
             vectors, starts, run_labels = groups
             best_example = np.maximum.reduceat(row_vectors @ vectors.T, starts, axis=1)
@@ -185,6 +186,7 @@ class ExampleSelector:
         if prompt.label_selection and config.task_type.value not in LABEL_SELECTION_TASKS:
             raise ConfigError(f"prompt.label_selection: not available for task_type {config.task_type.value!r}")
         self.columns = list(config.dataset.input_columns)
+        self._vectors: np.ndarray | None = None
         needs_similarity = self.count > 0 and self.method in SIMILARITY_METHODS
         self.embedder: RowEmbedder | None = None
         self.label_selector: LabelSelector | None = None
@@ -197,9 +199,15 @@ class ExampleSelector:
             self.label_selector = LabelSelector(config, examples, self.embedder)
 
     def attach(self, cache: Cache) -> None:
-        """Keep example and label vectors in this cache database."""
-        if self.embedder is not None:
-            self.embedder.store.cache = cache
+        """Keep example and label vectors in this cache database, and embed them now: a broken
+        embedding setup then fails once, before the first row, not on every row."""
+        if self.embedder is None:
+            return
+        self.embedder.store.cache = cache
+        if self.count > 0 and self.method in SIMILARITY_METHODS:
+            self._example_vectors()
+        if self.label_selector is not None:
+            self.label_selector.prepare()
 
     def ahead(self, rows: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
         """Yield ``rows`` unchanged, embedding each batch before its rows are labeled."""
@@ -211,9 +219,10 @@ class ExampleSelector:
             self.embedder.prefetch(batch)
             yield from batch
 
-    @cached_property
     def _example_vectors(self) -> np.ndarray:
-        return self.embedder.kept(self.examples)
+        if self._vectors is None:
+            self._vectors = self.embedder.kept(self.examples)
+        return self._vectors
 
     def labels_for(self, row: Mapping[str, Any]) -> list[str] | None:
         """The labels this row's prompt offers, or None for all of them."""
@@ -228,7 +237,7 @@ class ExampleSelector:
             return [self.examples[i] for i in self._rng(row).choice(len(self.examples), self.count, replace=False)]
         if self.method == "label_diversity_random":
             return [self.examples[i] for i in self._label_diverse(self._rng(row).random(len(self.examples)))]
-        similarity = self._example_vectors @ self.embedder.rows([row])[0]
+        similarity = self._example_vectors() @ self.embedder.rows([row])[0]
         if self.method == "semantic_similarity":
             chosen = _top(similarity, self.count)
         elif self.method == "max_marginal_relevance":
@@ -243,7 +252,7 @@ class ExampleSelector:
 
     def _mmr(self, similarity: np.ndarray) -> list[int]:
         pool = _top(similarity, max(MMR_POOL_FACTOR * self.count, MMR_MIN_POOL))
-        vectors = self._example_vectors[pool]
+        vectors = self._example_vectors()[pool]
         # A small pool-by-pool product: einsum skips multithreaded sgemm, which measured ~30 ms
         # instead of ~0.5 ms per row here when the cores were busy.
         between = np.einsum("id,jd->ij", vectors, vectors)

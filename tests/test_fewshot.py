@@ -12,7 +12,7 @@ import pytest
 from autolabel_lite.cache import Cache
 from autolabel_lite.config import load_config
 from autolabel_lite.embeddings import bundled_model_dir
-from autolabel_lite.errors import ConfigError
+from autolabel_lite.errors import ConfigError, ProviderError
 from autolabel_lite.fewshot import ExampleSelector, load_examples
 from autolabel_lite.prompt import PromptBuilder
 from autolabel_lite.tasks import get_task_class
@@ -228,6 +228,14 @@ def test_bad_selection_settings_are_one_line_errors(prompt, embedding, message):
     with pytest.raises(AutolabelError) as error:
         selector(embedding=embedding, **prompt)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_an_unusable_embeddings_endpoint_fails_once_before_any_row(fake_server):
+    """The fake OpenAI server has no /embeddings route: like a chat-only server, it answers 404."""
+    chosen = selector(few_shot_selection="semantic_similarity", few_shot_num=1, embedding={"provider": "openai", "base_url": fake_server.base_url})
+    with pytest.raises(ProviderError) as error:
+        chosen.attach(Cache())
+    assert str(error.value).startswith("embedding: HTTP 404 from the model server") and "\n" not in str(error.value)
 
 
 def test_label_selection_needs_a_label_list_task():
