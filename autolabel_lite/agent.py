@@ -16,6 +16,8 @@ from .dataset import Dataset
 from .errors import ConfigError
 from .fewshot import ExampleSelector, load_examples
 from .labeler import Labeler
+from .plan import Plan, build_plan
+from .policy import SavedThreshold, check_applicable, decision_for_run, saved_threshold_path
 from .prompt import PromptBuilder
 from .providers import Provider, create_provider
 from .result import LabelingResult, RunStats
@@ -70,6 +72,7 @@ class LabelingAgent:
         self.prompt_builder.render(self.prompt_builder.content_free_rows[0], examples)
         self.cache_location = cache
         self._provider: Provider | None = None
+        self._verifier: Provider | None = None
 
     @property
     def provider(self) -> Provider:
@@ -78,6 +81,18 @@ class LabelingAgent:
             provider.check()
             self._provider = provider
         return self._provider
+
+    @property
+    def verifier(self) -> Provider:
+        """The model that scores labels' confidence: ``confidence.verifier``, else the labeling model."""
+        if self._verifier is None:
+            verifier_config = self.config.confidence.verifier
+            verifier = create_provider(verifier_config) if verifier_config is not None else self.provider
+            if verifier.identity() == self.provider.identity():
+                verifier = self.provider  # one model in memory, and its labeling logprobs are reusable
+            verifier.check()
+            self._verifier = verifier
+        return self._verifier
 
     def open_dataset(self, dataset: str | os.PathLike) -> Dataset:
         data = Dataset(dataset, delimiter=self.config.dataset.delimiter)
@@ -88,22 +103,62 @@ class LabelingAgent:
         stat = data.path.stat()
         return stable_hash(
             {
-                "config": self.config.model_dump(mode="json", exclude={"model": {"api_key"}}),
+                # The threshold decides acceptance, not labels: changing it must not relabel rows.
+                "config": self.config.model_dump(mode="json", exclude={"model": {"api_key"}, "threshold": True}),
                 "provider": self.provider.identity(),
                 "data": [str(data.path.resolve()), stat.st_size, stat.st_mtime_ns],
             }
         )
 
+    def tuning_key(self) -> str:
+        """What a tuned threshold depends on: the config and model, minus settings that change
+        speed or cost but not labels or confidences."""
+        operational = {"api_key", "concurrency", "batch_size", "max_retries", "timeout", "pricing"}
+        config = self.config.model_dump(mode="json", exclude={"model": operational})
+        return stable_hash({"config": config, "provider": self.provider.identity()})
+
+    def saved_threshold_path(self) -> Path:
+        return saved_threshold_path(Cache(self.cache_location).url, self.config.task_name, self.tuning_key())
+
+    def plan(
+        self,
+        dataset: str | os.PathLike,
+        seed: str | os.PathLike | int | None = None,
+        max_rows: int | None = None,
+        *,
+        plot: str | os.PathLike | None = None,
+        progress: bool | None = None,
+    ) -> Plan:
+        """Estimate the run on ``dataset`` (first ``max_rows``) and, given labeled seed rows
+        (a file, or ``N`` for the first N rows of ``dataset``), tune and save the threshold.
+
+        The quality-vs-completion plot goes to ``plot`` (default: next to the dataset).
+        """
+        if isinstance(seed, int) and seed < 1:
+            raise ConfigError("seed: the number of seed rows must be at least 1")
+        if plot is None:
+            plot = Path(dataset).with_name(f"{Path(dataset).stem}_{self.config.task_name}_plan.png")
+        return build_plan(self, dataset, seed, max_rows, Path(plot), progress)
+
     def run(self, dataset: str | os.PathLike, max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
-        """Label every row (or the first ``max_rows``) and return the result.
+        """Label every row (or the first ``max_rows``), apply the threshold policy and return the result.
 
         Rows already labeled by an interrupted run of the same job are not labeled again.
         """
+        saved = SavedThreshold.load(self.saved_threshold_path(), self.tuning_key()) if self.config.threshold else None
+        check_applicable(self.config.threshold, saved)  # before any labeling
+        result = self.label(dataset, max_rows, progress=progress)
+        result.apply_threshold(decision_for_run(self.config.threshold, saved, result.acceptable_confidences))
+        return result
+
+    def label(self, dataset: str | os.PathLike, max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
+        """Label the rows without applying the threshold policy (plan() uses this on seed rows)."""
         data = self.open_dataset(dataset)
         provider = self.provider
         cache = Cache(self.cache_location)
         run_key = self.run_key(data)
-        labeler = Labeler(self.task, provider, self.prompt_builder, self.selector, cache)
+        verifier = self.verifier if self.config.model.compute_confidence else None
+        labeler = Labeler(self.task, provider, self.prompt_builder, self.selector, cache, verifier)
         show = sys.stderr.isatty() if progress is None else progress
         started = time.perf_counter()
         stats = asyncio.run(self._label_all(data, max_rows, labeler, cache, run_key, show))
@@ -148,7 +203,7 @@ class LabelingAgent:
 
         pending: set[asyncio.Task] = set()
         try:
-            for index, row in enumerate(data.rows(max_rows)):
+            for index, row in enumerate(self.selector.ahead(data.rows(max_rows))):
                 stats.rows += 1
                 if index in done:
                     stats.resumed += 1
@@ -167,5 +222,5 @@ class LabelingAgent:
             flush()
             bar.close()
             stats.model_calls = labeler.model_calls
-            await labeler.provider.aclose()
+            await labeler.aclose()
         return stats

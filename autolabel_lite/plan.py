@@ -266,10 +266,10 @@ def _estimate_tokens(agent: "LabelingAgent", labeler: "Labeler", sample, first_r
     label_column = agent.config.dataset.label_column or "label"
     answers = agent.task.candidates(first_row) or [agent.task.example_label(e.get(label_column)) for e in agent.examples]
     answers = [a for a in answers if a]
-    if answers:
+    if answers and not agent.config.prompt.chain_of_thought:
         output_per_row = sum(count(a) for a in answers) / len(answers) + 1  # +1: the end-of-answer token
         output_basis = f"mean length of {len(answers)} known answers"
-    else:
+    else:  # free answers, or reasoning before the answer: only the cap is known
         output_per_row = float(agent.config.prompt.max_output_tokens)
         output_basis = "prompt.max_output_tokens, an upper bound"
     return TokenEstimate(len(prompt_counts), prompt_per_row, output_per_row, counted_with, output_basis)

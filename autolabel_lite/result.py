@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+import numpy as np
+
 from .cache import Cache, RowResult
+from .confidence import get_method_class
+from .confidence.base import splits_labels
 from .dataset import Dataset
+from .metrics import confidence_quality
+from .policy import ThresholdDecision
 
 if TYPE_CHECKING:
     from .agent import LabelingAgent
@@ -25,8 +33,12 @@ class RunStats:
     resumed: int = 0
     model_calls: int = 0
     seconds: float = 0.0
+    # Verbalized confidence answers without a number in [0, 1] (those rows score 0.0).
+    unparsed_confidences: int = 0
 
     def add(self, result: RowResult) -> None:
+        if "confidence_unparsed" in result.details:
+            self.unparsed_confidences += 1
         if result.error:
             self.errors += 1
         if result.label:
@@ -49,18 +61,54 @@ class LabelingResult:
         self.max_rows = max_rows
         self.stats = stats
         self.threshold: float | None = None
+        self.decision: ThresholdDecision | None = None  # how the threshold was chosen
         self._metrics: dict[str, float] | None = None
+        self._acceptance: tuple[int, dict[str, float]] | None = None
 
     @property
     def output_columns(self) -> list[str]:
-        return [self.config.column(s) for s in ("label", "confidence", "accepted", "error")]
+        return [self.config.column(s) for s in ("label", "confidence", "accepted", "error", *self.detail_keys)]
+
+    @property
+    def detail_keys(self) -> list[str]:
+        """Keys of the row details exported as JSON columns: the task's, and per-entity
+        confidences when confidence is computed for a task that splits its labels (NER)."""
+        keys = list(self.task.detail_columns)
+        method = get_method_class(self.config.confidence.method)
+        if self.config.model.compute_confidence and method.scores_parts and splits_labels(type(self.task)):
+            keys.append("entity_confidences")
+        return keys
+
+    def apply_threshold(self, decision: ThresholdDecision | None) -> None:
+        """Accept rows by ``decision`` (None: every labeled row), calibrating confidence first when it says so."""
+        self.decision = decision
+        self.threshold = None if decision is None else decision.threshold
+        self._acceptance = None
+
+    def confidence(self, result: RowResult) -> float | None:
+        """The row's confidence as the threshold sees it: calibrated when the tuning calibrates."""
+        calibration = self.decision.calibration if self.decision else None
+        if result.confidence is None or calibration is None:
+            return result.confidence
+        return float(calibration.apply(result.confidence))
 
     def is_accepted(self, result: RowResult) -> bool:
         if result.error or not result.label:
             return False
         if self.threshold is None:
             return True
-        return result.confidence is not None and result.confidence >= self.threshold
+        confidence = self.confidence(result)
+        return confidence is not None and confidence >= self.threshold
+
+    def acceptable_confidences(self) -> np.ndarray:
+        """Every row's raw confidence, NaN where the row cannot be accepted (error, no label or no confidence)."""
+        return np.array(
+            [
+                math.nan if r.error or not r.label or r.confidence is None else r.confidence
+                for _, r in self.rows()
+            ],
+            dtype=float,
+        )
 
     def rows(self) -> Iterator[tuple[dict[str, str], RowResult]]:
         """(input row, its result) in file order."""
@@ -80,14 +128,19 @@ class LabelingResult:
             yield row, results.get(index) or RowResult(index, error="not labeled (run interrupted)")
 
     def records(self) -> Iterator[dict[str, Any]]:
-        label, confidence, accepted, error = self.output_columns
+        label, confidence, accepted, error, *detail_columns = self.output_columns
         for row, result in self.rows():
+            value = self.confidence(result)
             yield {
                 **row,
                 label: result.label,
-                confidence: "" if result.confidence is None else round(result.confidence, 6),
+                confidence: "" if value is None else value,  # full precision: the threshold is one of these values
                 accepted: "true" if self.is_accepted(result) else "false",
                 error: result.error,
+                **{
+                    column: json.dumps(result.details[key], ensure_ascii=False) if key in result.details else ""
+                    for column, key in zip(detail_columns, self.detail_keys)
+                },
             }
 
     def to_csv(self, path: str | os.PathLike, only_accepted: bool = False) -> int:
@@ -116,12 +169,17 @@ class LabelingResult:
             self._metrics = {}
             gold_column = self.config.dataset.label_column
             if gold_column and gold_column in self.data.columns:
-                predicted, gold = [], []
+                predicted, gold, confidences, correct = [], [], [], []
                 for row, result in self.rows():
                     predicted.append(result.label)
                     gold.append(row[gold_column])
+                    if result.label and result.confidence is not None:
+                        confidences.append(result.confidence)
+                        correct.append(self.task.is_correct(result.label, row[gold_column]))
                 if gold:
                     self._metrics = self.task.metrics(predicted, gold)
+                    if self.config.model.compute_confidence:
+                        self._metrics.update(confidence_quality(confidences, correct))
         return self._metrics
 
     def summary(self) -> str:
@@ -131,5 +189,41 @@ class LabelingResult:
             f"resumed: {s.resumed}  model calls: {s.model_calls}  time: {s.seconds:.1f}s"
         ]
         if self.metrics:
-            lines.append("metrics: " + "  ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in self.metrics.items()))
+            lines.append("metrics: " + _format_metrics(self.metrics))
+        if s.unparsed_confidences:
+            lines.append(f"verbalized confidence: {s.unparsed_confidences} answers held no number in [0, 1] (scored 0.0)")
+        if self.decision is not None:
+            lines += self._threshold_lines()
         return "\n".join(lines)
+
+    def acceptance(self) -> tuple[int, dict[str, float]]:
+        """(accepted rows, quality of the accepted labels against ground truth — empty without it)."""
+        if self._acceptance is None:
+            gold_column = self.config.dataset.label_column
+            has_gold = bool(gold_column) and gold_column in self.data.columns
+            accepted, predicted, gold = 0, [], []
+            for row, result in self.rows():
+                if self.is_accepted(result):
+                    accepted += 1
+                    if has_gold:
+                        predicted.append(result.label)
+                        gold.append(row[gold_column])
+            self._acceptance = (accepted, self.task.metrics(predicted, gold) if gold else {})
+        return self._acceptance
+
+    def _threshold_lines(self) -> list[str]:
+        decision = self.decision
+        accepted, quality = self.acceptance()
+        value = "accept nothing" if decision.accepts_nothing else f"{decision.threshold:.4g}"
+        calibrated = f", on {decision.calibration.method}-calibrated confidence" if decision.calibration else ""
+        lines = [
+            f"threshold: {value} ({decision.policy}{calibrated}; {decision.how})",
+            f"accepted: {accepted} of {self.stats.rows} rows (completion {accepted / max(self.stats.rows, 1):.1%})",
+        ]
+        if quality:
+            lines.append(f"accepted quality: {_format_metrics(quality)} (on the {accepted} accepted rows)")
+        return lines
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
