@@ -76,10 +76,8 @@ class TransformersProvider(Provider):
     def _ensure_loaded(self) -> None:
         if self._model is not None:
             return
-        import torch
         from transformers.utils import logging as hf_logging
 
-        torch.set_grad_enabled(False)
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         model, tokenizer = self._load_pretrained()
@@ -128,14 +126,17 @@ class TransformersProvider(Provider):
         """One forward pass that appends ``ids`` to the cache; returns logits per kept position."""
         import torch
 
-        out = self._model(
-            input_ids=torch.tensor([ids]),
-            position_ids=torch.tensor([positions]),
-            attention_mask=mask,
-            cache=self._cache,
-            use_cache=True,
-            logits_to_keep=logits_to_keep,
-        )
+        # inference_mode is per thread: set here, where the work runs, not where the model loaded.
+        # Without it the cache's tensors carry autograd history and memory grows with every row.
+        with torch.inference_mode():
+            out = self._model(
+                input_ids=torch.tensor([ids]),
+                position_ids=torch.tensor([positions]),
+                attention_mask=mask,
+                cache=self._cache,
+                use_cache=True,
+                logits_to_keep=logits_to_keep,
+            )
         return out.logits[0]
 
     def _crop(self, length: int) -> None:
