@@ -225,4 +225,6 @@ class TransformersProvider(Provider):
 
     async def generate(self, prompt: "Prompt", **params: Any) -> Generation:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._generate_sync, prompt, params)
+        # The call's own parameters (e.g. a sampling temperature) win over the config's defaults.
+        merged = {**self.identity()["params"], **params}
+        return await loop.run_in_executor(self._executor, self._generate_sync, prompt, merged)
