@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
@@ -64,19 +65,14 @@ class Verifier:
 
     async def score(self, prompt: Prompt, continuations: list[str]) -> list["SequenceScore"]:
         """Teacher forcing: each continuation's token logprobs right after the prompt."""
-        try:
+        with _scoring_errors():
             scores, _ = await self.labeler.score(prompt, continuations, provider=self.provider)
-        except (ProviderError, NotImplementedError) as exc:
-            reason = str(exc).split(";")[0]
-            raise ProviderError(
-                f"confidence.verifier: {reason}; this method needs a verifier that scores text "
-                "(a local model, or a server with completions echo + logprobs), or use confidence.method verbalized"
-            ) from None
         return scores
 
     async def label_distribution(self, prompt: Prompt, candidates: list[str]) -> list[float]:
         """Normalised probabilities of ``candidates`` after ``prompt`` (``prompt.label_scoring``)."""
-        probs, _, _ = await self.labeler.label_distribution(prompt, candidates, provider=self.provider)
+        with _scoring_errors():
+            probs, _, _ = await self.labeler.label_distribution(prompt, candidates, provider=self.provider)
         return probs
 
     @cached_property
@@ -92,6 +88,20 @@ class Verifier:
         except jinja2.TemplateError as exc:
             raise ConfigError(f"confidence: verifier template {template}: {exc}") from None
         return Prompt(user=user.strip(), system=labeled.prompt.system)
+
+
+@contextmanager
+def _scoring_errors():
+    """A verifier that cannot teacher-force: say so in confidence terms (the provider's own
+    hint is about labeling)."""
+    try:
+        yield
+    except (ProviderError, NotImplementedError) as exc:
+        reason = str(exc).split(";")[0]
+        raise ProviderError(
+            f"confidence.verifier: {reason}; this method needs a verifier that scores text "
+            "(a local model, or a server with completions echo + logprobs), or use confidence.method verbalized"
+        ) from None
 
 
 class ConfidenceMethod(ABC):

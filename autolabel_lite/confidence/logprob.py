@@ -3,8 +3,9 @@
 Whole labels (classification, QA) score the probability of the label's first token, the
 study's definition, or the geometric mean over its tokens (``confidence.token_probability:
 mean``). Tasks that split a label into parts (NER: one per entity, see
-``Task.confidence_parts``) score each part by the mean over its tokens, keep the
-per-part scores, and give the row its least confident part.
+``Task.confidence_parts``) score each part by the geometric mean over its tokens (the
+average token probability, as Autolabel computes it), keep the per-part scores, and
+give the row its least confident part.
 
 When the labeling model is the verifier and its output shows the label, the labeling
 call's logprobs are reused; otherwise the label is teacher-forced after the prompt.
