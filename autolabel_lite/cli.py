@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import AutolabelError
@@ -84,7 +85,13 @@ def cmd_plan(args) -> int:
 COMMANDS = {"run": cmd_run, "plan": cmd_plan}
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """Warnings for the user (ignored config keys, fallbacks) as one line, without source code."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _warning_line
     args = build_parser().parse_args(argv)
     if args.max_rows is not None and args.max_rows < 1:
         print("error: --max-rows must be at least 1", file=sys.stderr)

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import read_csv, write_csv
+from conftest import read_csv, run_cli, write_csv
 
 from autolabel_lite.agent import LabelingAgent
 from autolabel_lite.cli import main
@@ -256,6 +256,18 @@ def test_openai_named_model_without_key_or_base_url_hints_at_embedded(tmp_path: 
     assert main(["run", str(tmp_path / "banking.json"), str(data), "--no-progress"]) == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("error: no OpenAI API key and no base URL") and "--provider embedded" in message
+
+
+def test_cli_shows_the_ignored_keys_warning_as_one_line(tmp_path: Path):
+    config = banking_config()
+    config["model"]["logit_bias"] = True
+    (tmp_path / "banking.json").write_text(json.dumps(config), encoding="utf-8")
+    data = write_csv(tmp_path / "rows.csv", ["example", "label"], BANK_ROWS)
+    done = run_cli("run", str(tmp_path / "banking.json"), str(data), "--no-progress")
+    assert done.returncode == 2
+    warning, error = done.stderr.splitlines()
+    assert warning == "warning: Autolabel config: ignoring model.logit_bias (no effect in autolabel-lite)"
+    assert error.startswith("error: no OpenAI API key and no base URL") and "--provider embedded" in error
 
 
 @pytest.mark.parametrize("via", ["flag", "environment"])
