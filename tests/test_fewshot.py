@@ -89,6 +89,26 @@ def test_semantic_similarity_picks_the_known_nearest_examples(row, topic):
     assert [example["label"] for example in chosen] == [topic, topic]
 
 
+@needs_minilm
+def test_a_sentence_transformers_directory_loads_like_the_default():
+    row = {"text": "I can't remember my password"}
+    default = selector(few_shot_selection="semantic_similarity", few_shot_num=2)
+    by_path = selector(
+        few_shot_selection="semantic_similarity", few_shot_num=2,
+        embedding={"provider": "sentence_transformers", "model": str(bundled_model_dir())},
+    )
+    assert by_path.select(row) == default.select(row)
+    assert np.allclose(by_path.embedder.rows([row]), default.embedder.rows([row]), atol=1e-5)
+
+
+def test_without_an_embedding_model_selection_falls_back_to_tfidf(monkeypatch):
+    monkeypatch.setattr("autolabel_lite.embeddings.bundled_model_dir", lambda: None)  # as if not installed
+    with pytest.warns(UserWarning, match="TF-IDF"):
+        chosen = selector(few_shot_selection="semantic_similarity", few_shot_num=1)
+    assert chosen.embedder.store.embedder.identity.startswith("tfidf:")
+    assert texts(chosen.select({"text": "reset password"})) == ["How do I reset my password?"]
+
+
 def test_tfidf_fallback_finds_the_lexically_nearest_example():
     chosen = selector(few_shot_selection="semantic_similarity", few_shot_num=1, embedding={"provider": "tfidf"})
     assert texts(chosen.select({"text": "reset password"})) == ["How do I reset my password?"]
