@@ -51,7 +51,25 @@ def test_config_errors(dataset, prompt, message):
         ("Labels: billing\nshipping", "billing;shipping", None),
         ("billing; billing", "billing", None),
         ("None", "", None),  # no label applies
-        ("billing; refunds", "billing", "output 'refunds' matches no label"),
+        ("billing; refunds", "billing", "1 part of the output matches no label: 'refunds'"),
+        # Captured from the embedded model (SmolLM2-135M) labeling examples/multilabel_classification with
+        # task_configs/multilabel_classification.json in labeling_mode "generate".
+        (
+            "The topics are:\n- billing;shipping\n- technical;the app crashing\n- billing;the app crashes when I open my invoice",
+            "billing;shipping;technical",
+            "2 parts of the output match no label: 'the app crashing', 'the app crashes when I open m…'",
+        ),
+        (
+            "The input to the label is:\n\nMessage: I can't log in since the last update.\nTopics:",
+            "",
+            "1 part of the output matches no label: \"Message: I can't log in since…\"",
+        ),
+        (
+            "The message is:\n\nMessage: Thanks, the package arrived early!\n\nThe input to label:\n\n"
+            "Message: Thanks, the package arrived early!\nTopics:",
+            "",
+            "4 parts of the output match no label: 'Message: Thanks', 'the package arrived early!', 'Message: Thanks', …",
+        ),
     ],
 )
 def test_label_lists_are_parsed(task, output, label, error):

@@ -36,6 +36,7 @@ def test_templates_see_context_and_question_whatever_the_columns_are_called(task
         ("Answer: 1908", "1908"),
         ('"1908"', "1908"),
         ("The answer is: 1908.", "1908"),
+        ("The answer is 1908", "1908"),
         ("the harlow  bridge\nbecause it says so", "The Harlow Bridge"),  # the context's own spelling, first line only
         ("Unanswerable.", UNANSWERABLE),
         ("No answer", UNANSWERABLE),
@@ -46,6 +47,12 @@ def test_answers_are_cleaned_and_mapped_onto_the_context(task, output, label):
     assert (parsed.label, parsed.error) == (label, None)
 
 
+def test_a_no_answer_phrase_that_is_a_span_of_the_context_stays_an_answer(task):
+    row = {"passage": "Survivors: none. The ship sank in 1907.", "question": "How many survived?"}
+    assert task.parse("None", row).label == "none"
+    assert task.parse("None", ROW).label == UNANSWERABLE
+
+
 def test_answer_offset_is_kept_in_the_details(task):
     assert task.parse("trams", ROW).details == {"answer_start": CONTEXT.index("trams")}
 
@@ -53,6 +60,7 @@ def test_answer_offset_is_kept_in_the_details(task):
 def test_answer_not_in_the_context_is_kept_and_flagged(task):
     parsed = task.parse("Answer: 1910", ROW)
     assert (parsed.label, parsed.error) == ("1910", "answer not found in context")
+    assert task.parse("Answering: 1908", ROW).label == "Answering: 1908"  # only a whole word "answer" is a prefix
 
 
 def test_empty_answer_is_an_error(task):
@@ -60,19 +68,43 @@ def test_empty_answer_is_an_error(task):
     assert task.parse("", ROW).error == "empty answer"
 
 
+CASTELL = {
+    "passage": "Mira Castell founded the Castell Seed Library in Valdora to keep rare bean varieties alive. "
+    "The library lends seeds each spring.",
+    "question": "Who founded the Castell Seed Library?",
+}
+
+
 @pytest.mark.parametrize(
-    "output",
+    "row, output, label, error",
     [
-        # Captured from the embedded model (SmolLM2-135M) answering examples/question_answering.
-        "1908",
-        "Mira Castell",
-        "The Harlow Bridge opened in 1908 and carried trams until 1954.",
+        # Captured from the embedded model (SmolLM2-135M) answering examples/question_answering with
+        # task_configs/question_answering.json in labeling_mode "generate".
+        (ROW, "The answer to the question is: 2011", "2011", None),
+        (
+            ROW,
+            "The answer to this question is: The Harlow Bridge was owned by the Harlow Bridge Company.",
+            "The Harlow Bridge was owned by the Harlow Bridge Company.",
+            "answer not found in context",
+        ),
+        (
+            CASTELL,
+            "The Castell Seed Library is a non-profit organization that helps preserve rare bean varieties.",
+            "The Castell Seed Library is a non-profit organization that helps preserve rare bean varieties.",
+            "answer not found in context",
+        ),
+        (  # the model went on writing a few-shot example: its first line is the answer, and not a span
+            CASTELL,
+            "Context: The old mill at Keel Point was built in 1871. It ground flour until 1930.\n"
+            "Question: How many members does the old mill at Keel Point have?\nAnswer:",
+            "Context: The old mill at Keel Point was built in 1871. It ground flour until 1930.",
+            "answer not found in context",
+        ),
     ],
 )
-def test_real_model_answers_are_found_in_their_context(task, output):
-    context = CONTEXT if "Castell" not in output else "Mira Castell founded the Castell Seed Library in Valdora."
-    parsed = task.parse(output, {"passage": context, "question": "?"})
-    assert parsed.error is None and parsed.label == output
+def test_real_model_answers(task, row, output, label, error):
+    parsed = task.parse(output, row)
+    assert (parsed.label, parsed.error) == (label, error)
 
 
 def test_candidates_are_unanswerable_then_bounded_spans_of_the_context(task):

@@ -20,6 +20,7 @@ from .classification import _short, match_label, normalise
 
 # Answers meaning "no label applies".
 _NONE = {"none", "no labels", "no label", "n/a", "nothing", "[]"}
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
 @TASKS.register("multilabel_classification")
@@ -61,12 +62,16 @@ class MultilabelClassificationTask(Task):
         return self.separator.join(label for label in self.labels if label in chosen)
 
     def split(self, text: str) -> list[str]:
-        """Pieces of a label list: on the separator, or on commas and new lines when the
-        model ignored the separator (unless the whole text is one label)."""
-        pieces = [p.strip() for p in text.split(self.separator)]
-        if len(pieces) == 1 and normalise(text) not in map(normalise, self.labels):
-            pieces = [p.strip() for p in re.split(r"[,\n]", text)]
-        return [p for p in pieces if p.strip(" \t\"'`*.-")]
+        """Pieces of a label list: one per line and per separator, or per comma when the
+        model used commas instead (unless the whole line is one label). Lead-ins ending
+        in a colon ("The topics are:") and list bullets are dropped."""
+        pieces = []
+        for line in text.splitlines():
+            parts = line.split(self.separator)
+            if len(parts) == 1 and normalise(line) not in map(normalise, self.labels):
+                parts = line.split(",")
+            pieces.extend(_BULLET.sub("", part).strip() for part in parts)
+        return [p for p in pieces if p.strip(" \t\"'`*.") and not p.endswith(":")]
 
     def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
         if normalise(text).strip(" .\"'`") in _NONE:
@@ -75,7 +80,10 @@ class MultilabelClassificationTask(Task):
         for piece in self.split(text):
             label = match_label(piece, self.labels)
             (chosen if label else unknown).append(label or piece)
-        error = f"output {', '.join(repr(_short(u, 30)) for u in unknown)} matches no label" if unknown else None
+        error = None
+        if unknown:
+            shown = ", ".join(repr(_short(u, 30)) for u in unknown[:3]) + (", …" if len(unknown) > 3 else "")
+            error = f"{len(unknown)} part{'s' if len(unknown) > 1 else ''} of the output match{'es' if len(unknown) == 1 else ''} no label: {shown}"
         return Parsed(self.join(chosen), error)
 
     def _label_set(self, value: Any) -> set[str]:

@@ -28,7 +28,8 @@ MAX_SENTENCE_WORDS = 30
 SENTENCE_CANDIDATES = 2
 
 _NO_ANSWER = {UNANSWERABLE, "not answerable", "no answer", "none", "n/a", "cannot be answered", "cannot answer", "unknown"}
-_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|output|span)\s*(?:is)?\s*[:\-]?\s*", re.I)
+# "Answer:", "The answer is 1908", "The answer to this question is: 1908" (all seen from small models).
+_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|output|span)\b(?:[^:\n]{0,40}?:|\s+is\b:?)\s*", re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 # Function words end a noun-phrase-sized chunk; they also carry no signal when matching a question.
 _STOPWORDS = frozenset(
@@ -122,8 +123,8 @@ class QuestionAnsweringTask(Task):
         return {**super().prompt_variables(), "unanswerable": UNANSWERABLE}
 
     def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
-        """`unanswerable`, the shortest sentences that share most words with the question,
-        and chunks of those sentences, best sentences first, at most MAX_SPAN_CANDIDATES."""
+        """`unanswerable`, then up to MAX_SPAN_CANDIDATES spans: the short sentences sharing
+        most words with the question, and the chunks of every sentence, best sentences first."""
         inputs = self.render_inputs(row)
         question_words = {w.strip(_EDGE_PUNCTUATION).lower() for w in inputs["question"].split()} - _STOPWORDS
         sentences = [s for s in _SENTENCE_END.split(inputs["context"].strip()) if s]
@@ -145,7 +146,8 @@ class QuestionAnsweringTask(Task):
         answer = answer.strip("\"'`“”‘’*").strip()
         if not answer:
             return Parsed("", "empty answer")
-        if normalise(answer).rstrip(".!") in _NO_ANSWER:
+        said = normalise(answer).rstrip(".!")
+        if said == UNANSWERABLE:
             return Parsed(UNANSWERABLE)
         context = self.render_inputs(row)["context"]
         # Models add a full stop or quotes the span does not have: try the answer as written, then trimmed.
@@ -154,6 +156,8 @@ class QuestionAnsweringTask(Task):
             if spans:
                 start, end = spans[0]
                 return Parsed(context[start:end], details={"answer_start": start})
+        if said in _NO_ANSWER:  # "none" can be a span of the context too, so only after looking there
+            return Parsed(UNANSWERABLE)
         return Parsed(answer, NOT_FOUND)
 
     def example_label(self, value: Any) -> str:
