@@ -82,6 +82,11 @@ def test_entities_not_in_the_text_or_of_unknown_type_are_dropped_and_counted(tas
     assert parsed.error == "2 entities dropped: 'John Smith' not in the text; 'coach' has unknown type 'Vehicle'"
 
 
+def test_a_long_list_of_dropped_entities_names_the_first_five_and_counts_all(task):
+    parsed = task.parse(json.dumps({"Person": [f"Nobody {i}" for i in range(7)]}), ROW)
+    assert parsed.error == "7 entities dropped: " + "; ".join(f"'Nobody {i}' not in the text" for i in range(5)) + "; …"
+
+
 def test_unparseable_output_is_an_error_and_an_empty_answer_is_a_label(task):
     parsed = task.parse("I cannot find any named entities", ROW)
     assert parsed.label == "" and parsed.error.endswith("is not a JSON object of entity lists")
@@ -114,7 +119,7 @@ COPIED_EXAMPLE = "'Hamburg' not in the text; 'Delta Freight' not in the text; 'J
             "The Brandt Institute said Danish exports to Canada fell in March .",
             "The Brandt Institute said Danish exports to Canada fell in March.",
             None,
-            "output 'The Brandt Institute said Danish exports to Canada fell in M' is not a JSON object of entity lists",
+            "output 'The Brandt Institute said Danish exports to Canada fell in …' is not a JSON object of entity lists",
         ),
         (  # cut off at max_output_tokens inside a nested list: the first complete object is used
             "Tomas Reyes of Alder Motors met Prime Minister Ana Ruiz in Lisbon .",

@@ -17,7 +17,10 @@ from typing import Any, Mapping
 from ..errors import DataError
 from . import TASKS
 from .base import Parsed, Task, find_occurrences
-from .classification import match_label, normalise
+from .classification import _short, match_label, normalise
+
+# Dropped entities named in a row's _error (all are counted).
+MAX_REPORTED = 5
 
 _FENCE = re.compile(r"```[\w-]*\s*(.*?)(?:```|$)", re.S)
 # `entity%type`, the format Refuel Autolabel asks for; also `type: entity` per line.
@@ -126,15 +129,15 @@ class NamedEntityRecognitionTask(Task):
     def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
         pairs = extract_pairs(text)
         if pairs is None:
-            return Parsed("", f"output {' '.join(text.split())[:60]!r} is not a JSON object of entity lists")
+            return Parsed("", f"output {_short(text)!r} is not a JSON object of entity lists")
         source = self.render_inputs(row)[self.input_columns[0]]
         by_type: dict[str, list[str]] = {t: [] for t in self.types}
         entities, problems = [], []
         for name, entity in pairs:
             entity = entity.strip()
-            kind = self._type_of(name)
             if not entity:
                 continue
+            kind = self._type_of(name)
             if kind is None:
                 problems.append(f"{entity!r} has unknown type {name!r}")
                 continue
@@ -149,7 +152,10 @@ class NamedEntityRecognitionTask(Task):
             entities.append(
                 {"type": kind, "text": surface, "start": spans[0][0], "end": spans[0][1], "occurrences": [list(s) for s in spans]}
             )
-        error = f"{len(problems)} entit{'y' if len(problems) == 1 else 'ies'} dropped: {'; '.join(problems)}" if problems else None
+        error = None
+        if problems:
+            shown = "; ".join(problems[:MAX_REPORTED]) + ("; …" if len(problems) > MAX_REPORTED else "")
+            error = f"{len(problems)} entit{'y' if len(problems) == 1 else 'ies'} dropped: {shown}"
         return Parsed(self.render_label(by_type), error, details={"entities": entities})
 
     def example_label(self, value: Any) -> str:
