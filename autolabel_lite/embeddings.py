@@ -186,7 +186,8 @@ class OpenAIEmbedder(Embedder):
 
 
 class TfidfEmbedder(Embedder):
-    """Word and character n-gram TF-IDF fitted on the texts it is built from (examples and labels)."""
+    """Character n-gram TF-IDF (2-4 characters within words, so "top-up" meets "topup"), fitted
+    on the texts it is built from: the examples and the labels."""
 
     def __init__(self, corpus: Iterable[str]) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
