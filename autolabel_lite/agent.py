@@ -4,6 +4,7 @@ parse → confidence → policy and hands back a LabelingResult for export."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -161,7 +162,14 @@ class LabelingAgent:
         labeler = Labeler(self.task, provider, self.prompt_builder, self.selector, cache, verifier)
         show = sys.stderr.isatty() if progress is None else progress
         started = time.perf_counter()
-        stats = asyncio.run(self._label_all(data, max_rows, labeler, cache, run_key, show))
+        # The collector skips what was alive before the run (the imported libraries, ~400k
+        # objects once datasets has imported torch): every full collection walked them all,
+        # ~170 ms of CPU each, 100-240 us per row at latency 0.
+        gc.freeze()
+        try:
+            stats = asyncio.run(self._label_all(data, max_rows, labeler, cache, run_key, show))
+        finally:
+            gc.unfreeze()
         stats.seconds = time.perf_counter() - started
         return LabelingResult(self, data, cache, run_key, max_rows, stats)
 
