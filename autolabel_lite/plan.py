@@ -374,7 +374,7 @@ def _plot(report: SeedReport, path: Path) -> Path | None:
     if not report.curve:
         return None
     figure, axes = plt.subplots(figsize=(6, 4.5))
-    axes.plot([p.completion for p in report.curve], [p.accuracy for p in report.curve], ".-", label="accepted seed labels, one point per threshold")
+    axes.plot([p.completion for p in report.curve], [p.accuracy for p in report.curve], ".-", markersize=3, label="accepted seed labels, one point per threshold")
     decision = report.decision
     if decision is not None and decision.policy == "target_accuracy":
         axes.axhline(decision.target, color="grey", linestyle=":", label=f"target accuracy {decision.target:g}")
@@ -385,7 +385,7 @@ def _plot(report: SeedReport, path: Path) -> Path | None:
     axes.set_xlim(0, 1.02)
     axes.set_ylim(0, 1.02)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower left")
+    axes.legend(loc="best")
     axes.set_title(f"label quality vs completion on {report.rows} seed rows")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")

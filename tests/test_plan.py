@@ -208,11 +208,12 @@ def test_cli_plan_prints_table_recommendation_and_plot(fake_server, topics, tmp_
     seed = seed_where_right(tmp_path, texts, confidence, sorted(confidence)[len(confidence) // 2])
     config = tmp_path / "config.json"
     config.write_text(json.dumps(topics_config(fake_server.base_url, policy="target_completion", target=0.8)))
-    completed = run_cli("plan", str(config), str(tmp_path / "topics.csv"), "--seed", str(seed), "--no-progress")
+    completed = run_cli("plan", str(config), str(seed), "--seed", "40", "--no-progress")  # the first 40 rows of DATA
     assert completed.returncode == 0, completed.stderr
+    assert f"seed: 40 labeled rows from the first 40 rows of {seed}" in completed.stdout
     assert "threshold  completion  accepted  accuracy" in completed.stdout
     assert "recommended threshold: " in completed.stdout and "saved for run: " in completed.stdout
-    plot = tmp_path / "topics_topics_plan.png"
+    plot = tmp_path / "seed_topics_plan.png"
     assert f"plot: {plot}" in completed.stdout and plot.is_file()
 
 
