@@ -11,7 +11,7 @@ from autolabel_lite import ConfigError, DataError, LabelingAgent
 from autolabel_lite.labeler import Labeler
 from autolabel_lite.cache import Cache
 
-from conftest import REVIEWS, read_csv, run_cli, write_csv
+from conftest import REPO, REVIEWS, read_csv, run_cli, write_csv
 
 
 def with_threshold(config: dict, **threshold) -> dict:
@@ -219,8 +219,6 @@ def test_cli_plan_prints_table_recommendation_and_plot(fake_server, topics, tmp_
 
 @pytest.mark.model
 def test_embedded_model_plan_on_seed_rows_then_run_applies_the_saved_threshold(tmp_path):
-    from conftest import REPO
-
     config = json.loads((REPO / "task_configs" / "sentiment.json").read_text())
     config["model"]["compute_confidence"] = True
     config["threshold"] = {"policy": "target_completion", "target": 0.5}
