@@ -100,23 +100,23 @@ class LabelingAgent:
         data.require_columns(self.task.required_columns())
         return data
 
+    def _fingerprint(self, with_threshold: bool) -> dict:
+        """The config and model, minus settings that change speed or cost but not labels or confidences."""
+        exclude: dict = {"model": {"api_key", "concurrency", "batch_size", "max_retries", "timeout", "pricing"}}
+        if not with_threshold:
+            exclude["threshold"] = True
+        return {"config": self.config.model_dump(mode="json", exclude=exclude), "provider": self.provider.identity()}
+
     def run_key(self, data: Dataset) -> str:
+        """Identifies a run for resuming: same labels config, same model, same file."""
         stat = data.path.stat()
-        return stable_hash(
-            {
-                # The threshold decides acceptance, not labels: changing it must not relabel rows.
-                "config": self.config.model_dump(mode="json", exclude={"model": {"api_key"}, "threshold": True}),
-                "provider": self.provider.identity(),
-                "data": [str(data.path.resolve()), stat.st_size, stat.st_mtime_ns],
-            }
-        )
+        # The threshold decides acceptance, not labels: changing it must not relabel rows.
+        fingerprint = self._fingerprint(with_threshold=False)
+        return stable_hash({**fingerprint, "data": [str(data.path.resolve()), stat.st_size, stat.st_mtime_ns]})
 
     def tuning_key(self) -> str:
-        """What a tuned threshold depends on: the config and model, minus settings that change
-        speed or cost but not labels or confidences."""
-        operational = {"api_key", "concurrency", "batch_size", "max_retries", "timeout", "pricing"}
-        config = self.config.model_dump(mode="json", exclude={"model": operational})
-        return stable_hash({"config": config, "provider": self.provider.identity()})
+        """What a tuned threshold depends on."""
+        return stable_hash(self._fingerprint(with_threshold=True))
 
     def saved_threshold_path(self) -> Path:
         return saved_threshold_path(Cache(self.cache_location).url, self.config.task_name, self.tuning_key())

@@ -66,6 +66,17 @@ def test_same_prompts_in_another_job_are_answered_from_the_cache(fake_server, ap
     assert [r["sentiment_label"] for r in read_csv(tmp_path / "again.csv")] == [label for _, label in REVIEWS]
 
 
+def test_a_run_resumes_under_other_speed_settings(fake_server, api_config, reviews_csv):
+    run(api_config, reviews_csv, concurrency=1)
+    requests_after_first = chat_requests(fake_server)
+    faster = variant(variant(api_config, "model", "max_retries", 1), "model", "timeout", 5.0)
+
+    again = run(faster, reviews_csv, concurrency=16)
+
+    assert again.stats.resumed == len(REVIEWS)
+    assert chat_requests(fake_server) == requests_after_first
+
+
 def variant(config: dict, section: str, key: str, value) -> dict:
     changed = copy.deepcopy(config)
     changed[section][key] = value
