@@ -116,38 +116,45 @@ class Labeler:
             return prepared, "empty input"
         return prepared, "; ".join(notes)
 
-    async def _calibration_scores(self, candidates: list[str], provider: Provider) -> list[list[SequenceScore]]:
+    async def _content_free_scores(
+        self, candidates: list[str], provider: Provider, labels: list[str] | None
+    ) -> list[list[SequenceScore]]:
+        return [
+            (await self.score(self.prompt_for(filler_row, labels), candidates, provider))[0]
+            for filler_row in self.builder.content_free_rows
+        ]
+
+    async def _calibration_scores(
+        self, candidates: list[str], provider: Provider, labels: list[str] | None = None
+    ) -> list[list[SequenceScore]]:
+        if labels is not None:
+            # Label selection: the content-free prompts show the row's own label list. Not kept in
+            # memory, as nearly every row has its own subset (the model calls are cached as usual).
+            return await self._content_free_scores(candidates, provider, labels)
         key = (stable_hash(provider.identity()), *candidates)
         async with self._calibration_lock:  # computed once per run, however many rows wait for it
             if key not in self._calibration:
-                rows = []
-                for filler_row in self.builder.content_free_rows:
-                    scores, _ = await self.score(self.prompt_for(filler_row), candidates, provider)
-                    rows.append(scores)
-                self._calibration[key] = rows
+                self._calibration[key] = await self._content_free_scores(candidates, provider, None)
         return self._calibration[key]
 
     async def label_distribution(
         self,
         prompt: Prompt,
         candidates: list[str],
-        all_candidates: list[str] | None = None,
+        labels: list[str] | None = None,
         provider: Provider | None = None,
     ) -> tuple[list[float], list[SequenceScore], bool]:
         """Normalised probabilities of ``candidates`` after ``prompt`` (``prompt.label_scoring``),
-        their scores, and whether the scores came from the cache. ``all_candidates``: the
-        label set ``candidates`` were narrowed from, when they were."""
+        their scores, and whether the scores came from the cache. ``labels``: the label list
+        ``prompt`` shows when label selection narrowed it."""
         provider = provider or self.provider
         scores, hit = await self.score(prompt, candidates, provider)
         scoring = self.config.prompt.label_scoring
         baseline = ()
         if scoring == "calibrated":
-            # One content-free baseline over all labels, narrowed to this row's labels: a
-            # baseline per label subset would cost three extra model calls per row.
-            every = all_candidates or candidates
-            baseline = await self._calibration_scores(every, provider)
-            kept = [every.index(c) for c in candidates]
-            baseline = [[scores_row[i] for i in kept] for scores_row in baseline]
+            # With label selection the baseline comes from prompts showing the row's own label list:
+            # narrowing an all-label baseline instead measured 22.5% vs 40% accuracy (40 banking rows, SmolLM2).
+            baseline = await self._calibration_scores(candidates, provider, labels)
         return label_distribution(scores, scoring, baseline), scores, hit
 
     async def label(self, index: int, row: Mapping[str, Any]) -> RowResult:
@@ -161,7 +168,7 @@ class Labeler:
         if all_candidates and labels is not None:
             candidates = [c for c in all_candidates if c in labels]
         if candidates:
-            probs, scores, hit = await self.label_distribution(prompt, candidates, all_candidates)
+            probs, scores, hit = await self.label_distribution(prompt, candidates, labels)
             best = max(range(len(candidates)), key=probs.__getitem__)
             output = self.task.choose(candidates, probs)  # multilabel keeps several
             parsed = self.task.parse(output, prepared)
