@@ -130,6 +130,14 @@ COPIED_EXAMPLE = "'Hamburg' not in the text; 'Delta Freight' not in the text; 'J
             entities(),
             "4 entities dropped: " + COPIED_EXAMPLE + "; 'Amara Ruiz' not in the text",
         ),
+        (  # from task_configs/conll2003.json on ../shared/data/conll2003 rows 1-3 (the same for all three):
+            # a broken JSON object whose "key": "value" lines are not entities.
+            "More than 21,000 people have been killed in the conflict .",
+            'JSON:\n{\n  "type": "json",\n  "data": {\n    "type": "json",\n    "data": {\n      "type": "json",\n'
+            '      "data": {\n        "type": "json",\n        "data": {\n          "type": "json",\n               ',
+            None,
+            """output 'JSON: { "type": "json", "data": { "type": "json", "data": {…' is not a JSON object of entity lists""",
+        ),
         (  # re-cased by the model: the text's own spelling is kept
             "Fans of Rivertown United sang Welsh songs in Cardiff after the Cup final .",
             '{\n  "Location": ["Hamburg"],\n  "Organization": ["Delta Freight"],\n  "Person": ["Jon Berg"],\n  "Miscellaneous": ["Welsh Songs"]\n}',

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import DataError
 from . import TASKS
@@ -68,11 +68,12 @@ def _pairs_from_object(value: Any) -> list[tuple[str, str]] | None:
     return None
 
 
-def extract_pairs(text: str) -> list[tuple[str, str]] | None:
+def extract_pairs(text: str, is_type: Callable[[str], bool]) -> list[tuple[str, str]] | None:
     """(type, entity) pairs from a model's answer, or None when it has no recognisable shape.
 
     Tolerates code fences, text around the JSON, single quotes, and line formats
-    (``entity%type`` or ``Type: a, b``).
+    (``entity%type``, or ``Type: a, b`` where ``is_type(Type)``: any "key: value" line
+    is too common in chatter, such as the lines of a broken JSON object, to be an entity).
     """
     fenced = _FENCE.findall(text)
     body = fenced[0] if fenced else text
@@ -89,7 +90,7 @@ def extract_pairs(text: str) -> list[tuple[str, str]] | None:
             pairs.append((percent.group(2), percent.group(1)))
             continue
         colon = _COLON_LINE.match(line)
-        if colon:
+        if colon and is_type(colon.group(1)):
             pairs.extend((colon.group(1), e.strip(" \"'")) for e in colon.group(2).split(","))
     return pairs or None
 
@@ -127,7 +128,7 @@ class NamedEntityRecognitionTask(Task):
         return json.dumps({t: list(by_type.get(t, [])) for t in self.types}, ensure_ascii=False)
 
     def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
-        pairs = extract_pairs(text)
+        pairs = extract_pairs(text, lambda name: self._type_of(name) is not None)
         if pairs is None:
             return Parsed("", f"output {_short(text)!r} is not a JSON object of entity lists")
         source = self.render_inputs(row)[self.input_columns[0]]
