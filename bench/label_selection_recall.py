@@ -6,7 +6,8 @@ reports how often the row's gold label is among the k labels ``prompt.label_sele
 keeps, for the shipped scoring (best of label-text and labeled-example similarity) and
 for label text alone (no examples), with all-MiniLM-L6-v2 and with the TF-IDF fallback;
 plus the 1-nearest-neighbour accuracy for reference. Then it times example selection
-for 10,000 rows against 1,000 examples.
+for 10,000 rows against 1,000 examples, and compares the embedded model's accuracy
+with and without label selection (10 labels) on 40 held-out rows.
 
     HF_HUB_OFFLINE=1 python bench/label_selection_recall.py [--out bench/label_selection_recall.md]
 """
@@ -104,10 +105,35 @@ def selection_speed(rows: list[dict], cache: Cache, n_examples: int = 1000, n_ro
     ]
 
 
+def model_accuracy(rows: list[dict], folder: Path, n_examples: int = 150, n_eval: int = 40) -> list[tuple[int, str, float, float]]:
+    """(few-shot examples, labels scored, accuracy, seconds) of the embedded SmolLM2 scoring
+    labels on held-out rows, with 0 or 3 semantically selected examples from the first ``n_examples`` rows."""
+    from autolabel_lite.agent import LabelingAgent
+
+    fields = ["example", "label"]
+    for name, part in (("examples.csv", rows[:n_examples]), ("eval.csv", rows[n_examples : n_examples + n_eval])):
+        with (folder / name).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(part)
+    results = []
+    for shots in (3, 0):
+        for setting, selection in (("all", {"label_selection": False}), ("10 nearest", {"label_selection": True, "label_selection_count": 10})):
+            config = config_for(rows, "auto", few_shot_examples=str(folder / "examples.csv"), few_shot_selection="semantic_similarity", few_shot_num=shots)
+            config = config.model_dump(mode="json")
+            config["prompt"].update(selection)
+            config["model"] = {"provider": "embedded"}
+            began = time.perf_counter()
+            result = LabelingAgent(config, cache=folder / "model_cache.sqlite").run(folder / "eval.csv", progress=False)
+            results.append((shots, setting, result.metrics["accuracy"], time.perf_counter() - began))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".md"))
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-model", action="store_true", help="skip labeling held-out rows with the embedded model")
     args = parser.parse_args()
     if not SEED.is_file():
         raise SystemExit(f"seed set not found: {SEED}")
@@ -119,6 +145,7 @@ def main() -> None:
         by_model = {name: recall(rows, provider, cache) for name, provider in (("all-MiniLM-L6-v2", "auto"), ("TF-IDF", "tfidf"))}
         recall_seconds = time.perf_counter() - started
         timings = [] if args.skip_speed else selection_speed(rows, cache)
+        accuracy = [] if args.skip_model else model_accuracy(rows, Path(folder))
 
     n_labels = len({row["label"] for row in rows})
     lines = [
@@ -139,6 +166,18 @@ def main() -> None:
     if timings:
         lines += ["", "## Speed, 10,000 rows", "", "| step | seconds | rows/s |", "|---|---|---|"]
         lines += [f"| {name} | {seconds:.2f} | {10_000 / seconds:,.0f} |" for name, seconds in timings]
+    if accuracy:
+        lines += [
+            "",
+            "## Does it help a small model?",
+            "",
+            "SmolLM2-135M-Instruct (`--provider embedded`) scoring labels (calibrated) on seed rows 151-190,",
+            "with 3 or 0 semantically selected examples from rows 1-150. 40 rows: one row is 2.5 points.",
+            "",
+            "| few-shot examples | labels in prompt and scored | accuracy | seconds |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {shots} | {setting} | {value:.3f} | {seconds:.0f} |" for shots, setting, value, seconds in accuracy]
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     lines += ["", f"Machine: {os.cpu_count()} CPU cores, load average at the end {load} (other jobs inflate the timings)."]
     lines += ["", "Command: `HF_HUB_OFFLINE=1 python bench/label_selection_recall.py`", ""]
