@@ -19,6 +19,8 @@ from typing import Any, Iterable
 from sqlalchemy import Boolean, Float, Integer, LargeBinary, String, Text, bindparam, create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.schema import CreateTable
+from tenacity import Retrying, retry_if_exception_message, stop_after_delay, wait_random
 
 DEFAULT_CACHE = Path(".autolabel_lite") / "cache.sqlite"
 _CHUNK = 500  # stay under SQLite's bound-parameter limit in IN (...) queries
@@ -88,7 +90,11 @@ class Cache:
         self.engine: Engine = create_engine(self.url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _Base.metadata.create_all(self.engine)
+        # IF NOT EXISTS, not create_all's check-then-create: two processes opening a new
+        # cache at once both saw no table, and the second CREATE failed.
+        with self.engine.begin() as connection:
+            for table in _Base.metadata.sorted_tables:
+                connection.execute(CreateTable(table, if_not_exists=True))
 
     # -- model calls ---------------------------------------------------------------------
 
@@ -183,7 +189,13 @@ class Cache:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")  # a second process waits instead of failing
+    # Readers never block the writer. Switching a new database to WAL fails at once, without
+    # the busy wait, while another process opening it holds the lock: retry that one.
+    for attempt in Retrying(
+        stop=stop_after_delay(60), wait=wait_random(0.005, 0.05), retry=retry_if_exception_message(match=".*locked"), reraise=True
+    ):
+        with attempt:
+            cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
