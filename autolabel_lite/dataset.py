@@ -85,7 +85,7 @@ class Dataset:
         from datasets.utils.logging import disable_progress_bar, set_verbosity
 
         disable_progress_bar()
-        set_verbosity(logging.ERROR)
+        set_verbosity(logging.CRITICAL)  # its read errors reach the user as our one-line DataError
         kwargs: dict[str, Any] = {}
         if self.format == "csv":
             kwargs.update(
@@ -93,6 +93,8 @@ class Dataset:
                 features=Features({c: Value("string") for c in self.columns}),
                 keep_default_na=False,
                 na_filter=False,
+                # A line of spaces (or nothing) is a row with an empty text, flagged, not silently skipped.
+                skip_blank_lines=False,
             )
         return load_dataset(self.format, data_files=str(self.path), split="train", streaming=True, **kwargs)
 
