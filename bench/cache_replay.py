@@ -8,7 +8,9 @@ Three timings after the first (cold) run:
 * replay: the same rows in another job (a copy of the file, so every row is labeled
   afresh) answered from the cache's model calls: zero model calls again.
 
-    python bench/cache_replay.py --output bench/cache_replay.md
+    python bench/cache_replay.py
+
+prints the markdown quoted in bench/RESULTS.md (``--output FILE`` also writes it to FILE).
 
 This is a benchmark, run by hand; the tests never run it.
 """

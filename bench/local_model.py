@@ -12,7 +12,9 @@
 
 The seed sets are read in place from ../shared/data (never copied).
 
-    python bench/local_model.py --output bench/local_model.md
+    python bench/local_model.py --threads 1
+
+prints the markdown quoted in bench/RESULTS.md (``--output FILE`` also writes it to FILE).
 
 This is a benchmark, run by hand; the tests never run it.
 """

@@ -14,7 +14,9 @@ Reported: rows/s of both, the ideal ``concurrency / latency``, and the pipeline'
 measurement; each cell is measured ``--repeats`` times, alternating, and the best of each
 side counts (other work on the machine can only slow a run down).
 
-    python bench/throughput.py --output bench/throughput.md
+    python bench/throughput.py
+
+prints the markdown quoted in bench/RESULTS.md (``--output FILE`` also writes it to FILE).
 
 This is a benchmark, run by hand; the tests never run it.
 """

@@ -9,10 +9,8 @@ test_openai_provider.py and test_resume.py; these push the same guarantees harde
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import logging
-import os
 import random
 import signal
 import sqlite3
@@ -28,7 +26,7 @@ from fake_openai_server import FAULT_KINDS, INPUT_MARKER
 from autolabel_lite import ConfigError, LabelingAgent
 from autolabel_lite.cli import main
 
-from conftest import LABELS, read_csv, write_csv
+from conftest import read_csv, write_csv
 
 ROW_TEXT = "Review {index}: a {label} experience."
 # Each outcome a failed row may end with: a one-line reason, never a traceback.
@@ -44,7 +42,7 @@ FAILURE_REASONS = (
 
 
 def expected_label(index: int) -> str:
-    return LABELS[index % 3 == 0]
+    return "negative" if index % 3 == 0 else "positive"
 
 
 def reviews(path: Path, count: int, start: int = 0) -> Path:
@@ -138,11 +136,11 @@ def test_300_rows_at_30_percent_faults_end_labeled_or_flagged_with_bounded_retri
 
 # -- crash and resume -------------------------------------------------------------------------
 
-CRASH_ROWS = 600
+CRASH_ROWS = 1000  # each run is killed within about two flushes (128 rows): enough rows to outlast six
 KILLS = 6
-# A kill loses at most the rows finished since the last flush (64 rows or one second)
-# plus the rows in flight (the run's window: 16 at concurrency 4).
-LOST_PER_KILL = 64 + 16
+# A kill loses at most the rows finished since the last flush (under 64, plus the batch of
+# completions that crossed it) and the rows in flight (the run's window: 16 at concurrency 4).
+LOST_PER_KILL = 64 + 2 * 16
 
 
 def test_six_kill_9s_at_random_points_then_resume_give_the_uninterrupted_csv(fake_server, api_config, tmp_path, cache_path):

@@ -1,0 +1,116 @@
+"""Memory: peak RSS of ``autolabel-lite run`` on a 1,000,000-row CSV generated on the fly.
+
+The CLI labels the file against the fake server (its own process, latency 0) and writes
+the labeled CSV; this script samples the CLI's resident set size as rows are saved, so
+the table shows whether memory stays flat as rows grow, and reads its peak RSS from the
+kernel when it exits.
+
+    python bench/memory.py
+
+prints the markdown quoted in bench/RESULTS.md (``--output FILE`` also writes it to FILE).
+
+Expect about an hour for a million rows on 2 cores (the run is CPU-bound in the client).
+This is a benchmark, run by hand; the tests never run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from throughput import ServerProcess, task_config, write_reviews  # noqa: E402  (bench/ is not a package)
+
+TARGET_MB = 1024
+SAMPLE_SECONDS = 5.0
+CHECKPOINTS = (0.01, 0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Current resident set size of ``pid`` from /proc (Linux), None once it has exited."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def saved_rows(cache: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=30) as connection:
+            return connection.execute("SELECT COUNT(*) FROM row_results").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--output", type=Path, help="also write the markdown here")
+    args = parser.parse_args(argv)
+    samples: list[tuple[float, int, float]] = []  # (seconds, rows saved, RSS MB)
+    with tempfile.TemporaryDirectory(prefix="autolabel_memory_") as tmp, ServerProcess() as server:
+        workdir = Path(tmp)
+        data = write_reviews(workdir / "reviews.csv", args.rows)
+        cache = workdir / "cache.sqlite"
+        config = workdir / "task.json"
+        config.write_text(json.dumps(task_config(server.base_url, args.concurrency)), encoding="utf-8")
+        command = [sys.executable, "-m", "autolabel_lite.cli", "run", str(config), str(data), "--output", str(workdir / "labeled.csv")]
+        command += ["--cache", str(cache), "--no-progress"]
+        started = time.monotonic()
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        while process.poll() is None:
+            rss = rss_mb(process.pid)
+            if rss is not None:
+                samples.append((time.monotonic() - started, saved_rows(cache), rss))
+                print(f"{samples[-1][0]:7.0f}s  {samples[-1][1]:>9,} rows saved  RSS {rss:6.0f} MB", file=sys.stderr)
+            time.sleep(SAMPLE_SECONDS)
+        stderr = process.stderr.read()
+        seconds = time.monotonic() - started
+        # The kernel's high-water mark for the CLI (the largest child waited for; the server is still running).
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if process.returncode != 0 or f"wrote {args.rows} rows" not in stderr:
+            raise RuntimeError(f"the run failed (status {process.returncode}):\n{stderr}")
+
+    lines = [
+        "| rows saved | RSS, MB |",
+        "|---:|---:|",
+    ]
+    for share in CHECKPOINTS:
+        reached = next(((rows, rss) for _, rows, rss in samples if rows >= share * args.rows), samples[-1][1:])
+        lines.append(f"| {reached[0]:,} | {reached[1]:.0f} |")
+    command_line = shlex.join(["python", "bench/memory.py", *(argv if argv is not None else sys.argv[1:])])
+    text = "\n".join(
+        [
+            f"Command: `{command_line}`  ",
+            f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}",
+            "",
+            f"{args.rows:,} rows labeled and exported in {seconds / 60:.0f} min ({args.rows / seconds:.0f} rows/s, concurrency {args.concurrency}). "
+            f"Peak RSS of the CLI: **{peak_mb:.0f} MB** (target < {TARGET_MB} MB).",
+            "",
+            *lines,
+            f"| export (after labeling) | peak {peak_mb:.0f} |",
+            "",
+        ]
+    )
+    print(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
