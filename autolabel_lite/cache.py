@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import Boolean, Float, Integer, LargeBinary, String, Text, bindparam, create_engine, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateTable
 from tenacity import Retrying, retry_if_exception_message, stop_after_delay, wait_random
@@ -60,7 +60,7 @@ class EmbeddingRecord(_Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-_CALLS_BY_KEY = select(ModelCall.key, ModelCall.value).where(ModelCall.key.in_(bindparam("keys", expanding=True)))
+_CALL_BY_KEY = select(ModelCall.value).where(ModelCall.key == bindparam("key"))
 
 
 @dataclass
@@ -95,19 +95,28 @@ class Cache:
         with self.engine.begin() as connection:
             for table in _Base.metadata.sorted_tables:
                 connection.execute(CreateTable(table, if_not_exists=True))
+        self._reader: Connection | None = None
+        self._lookup: tuple[str, bool] = ("", True)
 
     # -- model calls ---------------------------------------------------------------------
 
-    def get_calls(self, keys: Iterable[str]) -> dict[str, Any]:
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, Any] = {}
-        # Called once per row on the event loop: a Core connection and a statement built once
-        # cost ~45 µs a lookup, an ORM Session and a fresh select() ~170 µs.
-        with self.engine.connect() as connection:
-            for start in range(0, len(keys), _CHUNK):
-                for key, value in connection.execute(_CALLS_BY_KEY, {"keys": keys[start : start + _CHUNK]}):
-                    found[key] = json.loads(value)
-        return found
+    def get_call(self, key: str) -> Any | None:
+        """The cached result of one model call, or None."""
+        # Called once per row on the event loop: one autocommit connection (no transaction
+        # left open), its DBAPI cursor and the statement compiled once cost ~14 µs a lookup
+        # during a run; a Core execute per lookup cost ~50 µs, 8% of rows/s at latency 0.
+        if self._reader is None:
+            self._reader = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            compiled = _CALL_BY_KEY.compile(dialect=self.engine.dialect)
+            self._lookup = (str(compiled), compiled.positional)
+        sql, positional = self._lookup
+        cursor = self._reader.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, (key,) if positional else {"key": key})
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if row is None else json.loads(row[0])
 
     def put_calls(self, entries: dict[str, Any]) -> None:
         if entries:
@@ -184,6 +193,9 @@ class Cache:
                     session.merge(table(**record))
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self.engine.dispose()
 
 

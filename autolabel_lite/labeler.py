@@ -9,7 +9,6 @@ Two ways to get a label:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from typing import Any, Mapping
 
 from .cache import Cache, RowResult, stable_hash
@@ -65,7 +64,7 @@ class Labeler:
     def _lookup(self, key: str) -> Any:
         if key in self.pending_writes:
             return self.pending_writes[key]
-        return self.cache.get_calls([key]).get(key)
+        return self.cache.get_call(key)
 
     async def generate(self, prompt: Prompt, provider: Provider | None = None, **params: Any) -> tuple[Generation, bool]:
         """(generation, came from cache); ``provider`` defaults to the labeling model."""
@@ -77,7 +76,7 @@ class Labeler:
             return Generation(**cached), True
         self.model_calls += 1
         generation = await provider.generate(prompt, **params)
-        self.pending_writes[key] = asdict(generation)
+        self.pending_writes[key] = dict(vars(generation))  # shallow: asdict deep-copies every token list
         return generation, False
 
     async def score(
@@ -90,7 +89,7 @@ class Labeler:
             return [SequenceScore(**s) for s in cached], True
         self.model_calls += 1
         scores = await provider.score(prompt, continuations)
-        self.pending_writes[key] = [asdict(s) for s in scores]
+        self.pending_writes[key] = [dict(vars(s)) for s in scores]
         return scores, False
 
     def take_writes(self) -> dict[str, Any]:

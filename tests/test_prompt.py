@@ -121,3 +121,35 @@ def test_cli_refuses_sandbox_escape_in_one_line(tmp_path, reviews_csv):
     assert done.returncode == 2
     assert done.stderr.startswith("error: prompt: template refused by the sandbox")
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+TASK_EXAMPLES = {
+    "sentiment": "sentiment/reviews.csv",
+    "question_answering": "question_answering/questions.csv",
+    "named_entity_recognition": "named_entity_recognition/sentences.csv",
+    "multilabel_classification": "multilabel_classification/tickets.csv",
+    "entity_matching": "entity_matching/products.csv",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TASK_EXAMPLES))
+def test_built_in_templates_render_rows_as_the_whole_template_does(name):
+    # The built-in templates are rendered once around the row's text and reused; naming the
+    # same template in the config renders it whole for every row. Both must agree exactly.
+    from pathlib import Path
+
+    from autolabel_lite.config import load_config
+
+    repo = Path(__file__).resolve().parent.parent
+    config = load_config(repo / "task_configs" / f"{name}.json")
+    framed = LabelingAgent(config.model_copy(deep=True))
+    whole_config = config.model_copy(deep=True)
+    whole_config.prompt.template = framed.task.template
+    whole = LabelingAgent(whole_config)
+    rows = list(framed.open_dataset(repo / "examples" / TASK_EXAMPLES[name]).rows(max_rows=3))
+    labels = config.prompt.label_names[:2] or None  # label selection shows a subset
+    for row in rows:
+        for examples in ([], [framed.prompt_builder.render_example(e) for e in framed.examples[:2]]):
+            for subset in (None, labels):
+                expected = whole.prompt_builder.render(row, examples, subset)
+                assert framed.prompt_builder.render(row, examples, subset) == expected

@@ -102,6 +102,14 @@ class OpenAIProvider(Provider):
         return self._client
 
     async def _call(self, fn, **kwargs):
+        try:
+            # Most calls succeed at once: skipping tenacity's per-call setup on the first
+            # attempt is worth ~5% of rows/s at latency 0.
+            return await fn(**kwargs)
+        except Exception as exc:
+            if self.config.max_retries == 0 or not _is_retryable(exc):
+                raise
+            first_failure: BaseException | None = exc
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.config.max_retries + 1),
             wait=_Backoff(),
@@ -109,6 +117,9 @@ class OpenAIProvider(Provider):
             reraise=True,
         ):
             with attempt:
+                if first_failure is not None:  # replayed as attempt 1, so its Retry-After sets the first wait
+                    failure, first_failure = first_failure, None
+                    raise failure
                 return await fn(**kwargs)
 
     async def generate(self, prompt: "Prompt", **params: Any) -> Generation:
