@@ -64,3 +64,34 @@ def test_free_generation_is_mapped_onto_the_labels_or_flagged(tmp_path):
             assert res.label in LABELS and res.error == ""
         else:
             assert res.error.endswith("matches no label")
+
+
+def test_packed_label_scoring_with_a_reused_prefix_equals_plain_forward_passes():
+    # The two speed-ups of local scoring, checked against the plainest computation: one
+    # full forward pass of prompt + label per label, no cache, no mask.
+    import asyncio
+
+    import torch
+
+    agent = LabelingAgent(SENTIMENT_CONFIG)
+    provider = agent.provider
+    labels = ["positive", "negative", "not sure at all", "very positive indeed"]  # multi-token: the mask matters
+    rows = [{"review": "Great value, works as described."}, {"review": "Stopped working after a week."}]
+    examples = [agent.prompt_builder.render_example(e) for e in agent.examples]
+    prompts = [agent.prompt_builder.render(row, examples) for row in rows]
+
+    async def score_in_turn():  # the second row reuses the first row's prefix
+        return [await provider.score(prompt, labels) for prompt in prompts]
+
+    scored = asyncio.run(score_in_turn())
+
+    tokenizer, model = provider._tokenizer, provider._model
+    for prompt, scores in zip(prompts, scored):
+        ids = provider._prompt_ids(prompt)
+        for label, score in zip(labels, scores):
+            label_ids = tokenizer(label, add_special_tokens=False).input_ids
+            with torch.inference_mode():
+                logits = model(input_ids=torch.tensor([ids + label_ids])).logits[0].float()
+            expected = torch.log_softmax(logits, dim=-1)[len(ids) - 1 : -1].gather(1, torch.tensor(label_ids)[:, None])[:, 0]
+            assert score.tokens == tokenizer.convert_ids_to_tokens(label_ids)
+            assert score.logprobs == pytest.approx(expected.tolist(), abs=1e-4)
