@@ -63,7 +63,7 @@ def test_chat_completions_ask_for_and_keep_logprobs(fake_server, api_config, rev
         assert len(first) == 5 and generation["tokens"][0] in first
 
 
-@pytest.mark.parametrize("fault", ["429", "503", "drop", "timeout"])
+@pytest.mark.parametrize("fault", ["429", "503", "drop", "timeout", "malformed", "empty_choices"])
 def test_transient_fault_is_retried_and_the_row_labeled(fake_server, api_config, reviews_csv, tmp_path, fault):
     fake_server.script = [fault, "ok"]  # the first request fails once; Retry-After: 0 on the 429
     fake_server.hang_seconds = 5
@@ -81,7 +81,8 @@ def test_transient_fault_is_retried_and_the_row_labeled(fake_server, api_config,
     ("fault", "attempts", "reason"),
     [
         ("500", 3, "HTTP 500 from the model server"),
-        ("empty_choices", 1, "ProviderError: model server returned no choices"),
+        ("malformed", 3, "malformed JSON from the model server"),
+        ("empty_choices", 3, "model server returned no choices"),
     ],
 )
 def test_permanent_fault_flags_the_row_and_the_run_goes_on(fake_server, api_config, reviews_csv, tmp_path, fault, attempts, reason):
@@ -102,6 +103,17 @@ def test_permanent_fault_flags_the_row_and_the_run_goes_on(fake_server, api_conf
     assert fake_server.stats.faults[fault] == attempts
     assert fake_server.stats.by_endpoint["chat"] == attempts + len(labeled)
     assert [r["review"] for r in read_csv(tmp_path / "rejected.csv")] == [REVIEWS[0][0]]
+
+
+def test_a_client_error_is_not_retried(fake_server, api_config, reviews_csv, tmp_path):
+    config = with_model(api_config, max_retries=2)
+    config["model"]["params"] = {"temperature": 5}  # the server answers 400: out of range
+
+    status, rows = run_cli(config, reviews_csv, tmp_path)
+
+    assert status == 0
+    assert {r["sentiment_error"] for r in rows} == {"HTTP 400 from the model server"}
+    assert fake_server.stats.by_endpoint["chat"] == len(REVIEWS)  # one attempt per row
 
 
 def test_failed_row_is_retried_by_the_next_run(fake_server, api_config, reviews_csv):

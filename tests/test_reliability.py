@@ -36,8 +36,8 @@ FAILURE_REASONS = (
     "HTTP 503 from the model server",
     "cannot connect to the model server",
     "model server timed out",
-    "JSONDecodeError",
-    "ProviderError: model server returned no choices",
+    "malformed JSON from the model server",
+    "model server returned no choices",
 )
 
 

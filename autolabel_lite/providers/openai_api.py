@@ -7,6 +7,7 @@ attempts. Whatever still fails is raised and lands in the row's ``_error`` colum
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -25,8 +26,15 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 TOP_LOGPROBS = 5
 
 
+class EmptyResponseError(ProviderError):
+    """A 200 response without choices, as overloaded or filtering proxies send: retried like a 5xx."""
+
+
 def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
+    # A malformed JSON body (the SDK lets json.JSONDecodeError escape) is a truncated or garbled
+    # response, as transient as a dropped connection.
+    transient = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError, json.JSONDecodeError, EmptyResponseError)
+    if isinstance(exc, transient):
         return True
     return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
 
@@ -60,6 +68,10 @@ def describe_api_error(exc: BaseException) -> str:
         return "model server timed out"
     if isinstance(exc, openai.APIConnectionError):
         return "cannot connect to the model server"
+    if isinstance(exc, json.JSONDecodeError):
+        return "malformed JSON from the model server"
+    if isinstance(exc, EmptyResponseError):
+        return str(exc)
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
 
 
@@ -105,7 +117,7 @@ class OpenAIProvider(Provider):
         try:
             # Most calls succeed at once: skipping tenacity's per-call setup on the first
             # attempt is worth ~5% of rows/s at latency 0.
-            return await fn(**kwargs)
+            return await self._checked(fn, kwargs)
         except Exception as exc:
             if self.config.max_retries == 0 or not _is_retryable(exc):
                 raise
@@ -120,7 +132,14 @@ class OpenAIProvider(Provider):
                 if first_failure is not None:  # replayed as attempt 1, so its Retry-After sets the first wait
                     failure, first_failure = first_failure, None
                     raise failure
-                return await fn(**kwargs)
+                return await self._checked(fn, kwargs)
+
+    @staticmethod
+    async def _checked(fn, kwargs: dict[str, Any]):
+        response = await fn(**kwargs)
+        if not response.choices:
+            raise EmptyResponseError("model server returned no choices")
+        return response
 
     async def generate(self, prompt: "Prompt", **params: Any) -> Generation:
         request = {
@@ -135,8 +154,6 @@ class OpenAIProvider(Provider):
         if "seed" in params:
             request["seed"] = params["seed"]
         response = await self._call(self.client.chat.completions.create, **request)
-        if not response.choices:
-            raise ProviderError("model server returned no choices")
         choice = response.choices[0]
         text = choice.message.content or ""
         content = choice.logprobs.content if choice.logprobs and choice.logprobs.content else []
@@ -170,7 +187,7 @@ class OpenAIProvider(Provider):
                         'set prompt.labeling_mode to "generate"'
                     ) from None
                 raise
-            logprobs = response.choices[0].logprobs if response.choices else None
+            logprobs = response.choices[0].logprobs
             if logprobs is None or not logprobs.tokens or logprobs.text_offset is None:
                 raise ProviderError("this server returned no echoed logprobs; set prompt.labeling_mode to \"generate\"")
             tokens, values = [], []
