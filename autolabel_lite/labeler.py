@@ -126,9 +126,10 @@ class Labeler:
     async def _calibration_scores(
         self, candidates: list[str], provider: Provider, labels: list[str] | None = None
     ) -> list[list[SequenceScore]]:
-        if labels is not None:
-            # Label selection: the content-free prompts show the row's own label list. Not kept in
-            # memory, as nearly every row has its own subset (the model calls are cached as usual).
+        if labels is not None or self.task.candidates_vary_by_row:
+            # Label selection (the content-free prompts show the row's own label list) or per-row
+            # candidates: not kept in memory, as nearly every row has its own (the model calls are
+            # cached as usual).
             return await self._content_free_scores(candidates, provider, labels)
         key = (stable_hash(provider.identity()), *candidates)
         async with self._calibration_lock:  # computed once per run, however many rows wait for it

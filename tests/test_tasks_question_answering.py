@@ -133,3 +133,14 @@ def test_metrics_match_hand_computed_values(task):
     # answerable?  gold A A U U U, predicted A A U A (none) → 3 of 5 right.
     assert task.metrics(predicted, gold) == pytest.approx({"exact_match": 0.4, "f1": (8 / 3) / 5, "answerable_accuracy": 0.6})
     assert [task.is_correct(p, g) for p, g in zip(predicted, gold)] == [True, False, True, False, False]
+
+
+def test_label_scoring_defaults_per_task_and_an_explicit_choice_wins():
+    from autolabel_lite import LabelingAgent
+
+    qa = {"task_name": "qa", "task_type": "question_answering", "dataset": {"input_columns": ["context", "question"]}}
+    assert LabelingAgent(qa).config.prompt.label_scoring == "sum"
+    qa["prompt"] = {"label_scoring": "calibrated"}
+    assert LabelingAgent(qa).config.prompt.label_scoring == "calibrated"
+    sentiment = {"task_name": "s", "dataset": {"input_columns": ["review"]}, "prompt": {"labels": ["positive", "negative"]}}
+    assert LabelingAgent(sentiment).config.prompt.label_scoring == "calibrated"

@@ -33,9 +33,15 @@ class Task(ABC):
     default_example_template: ClassVar[str]
     #: Keys of a row's details exported as JSON columns named ``<task_name>_<key>``.
     detail_columns: ClassVar[tuple[str, ...]] = ()
+    #: True when candidates() depends on the row (question answering's spans).
+    candidates_vary_by_row: ClassVar[bool] = False
+    #: ``prompt.label_scoring`` when the config sets none.
+    default_label_scoring: ClassVar[str] = "calibrated"
 
     def __init__(self, config: "TaskConfig") -> None:
         self.config = config
+        if "label_scoring" not in config.prompt.model_fields_set:
+            config.prompt.label_scoring = self.default_label_scoring
 
     @classmethod
     def check_config(cls, config: "TaskConfig") -> None:

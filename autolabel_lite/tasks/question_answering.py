@@ -108,6 +108,10 @@ def _named_runs(chunk: str) -> list[str]:
 class QuestionAnsweringTask(Task):
     template = "question_answering.jinja"
     default_example_template = "Context: {{ context }}\nQuestion: {{ question }}\nAnswer: {{ label }}"
+    candidates_vary_by_row = True
+    # Calibration against content-free prompts would score this row's spans after a prompt
+    # without its context: three more passes per row for a baseline that means little.
+    default_label_scoring = "sum"
 
     @classmethod
     def check_config(cls, config) -> None:
