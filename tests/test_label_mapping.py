@@ -30,6 +30,8 @@ INTENTS = ["card_arrival", "card_linking", "exchange_rate"]
         pytest.param("nontoxic", TOXICITY, "not toxic", id="close spelling of a two-word label"),
         pytest.param("card arrival", INTENTS, "card_arrival", id="space for underscore"),
         pytest.param("card_arival", INTENTS, "card_arrival", id="close spelling of an identifier"),
+        pytest.param("Not a duplicate", ["duplicate", "not duplicate"], "not duplicate", id="negated mention, close to the negative label"),
+        pytest.param("It is not negative, it is positive", SENTIMENT, "positive", id="one label denied, one named"),
     ],
 )
 def test_output_maps_onto_label(output, labels, expected):
@@ -44,6 +46,8 @@ def test_output_maps_onto_label(output, labels, expected):
         pytest.param("It is positive and negative", SENTIMENT, id="two labels mentioned"),
         pytest.param("card", INTENTS, id="only the shared part of two labels"),
         pytest.param("The sentiment is unclear", SENTIMENT, id="no label at all"),
+        pytest.param("not positive", SENTIMENT, id="a label only denied"),
+        pytest.param("The listings are not duplicate", ["duplicate", "distinct"], id="the only label named is denied"),
     ],
 )
 def test_output_without_a_clear_label_matches_nothing(output, labels):

@@ -19,6 +19,10 @@ def normalise(text: str) -> str:
 _ANSWER_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:answer|output|label|category|class)\s*(?:is)?\s*[:\-]?\s*", re.I)
 
 
+# A negation just before a mention, allowing one word between: "not toxic", "isn't a duplicate".
+_NEGATION_BEFORE = re.compile(r"(?:\bnot|\bno|\bnever|n't)\s+(?:\w+\s+)?$")
+
+
 def match_label(text: str, labels: list[str]) -> str | None:
     """Map free model output onto the label set: exact, then case/space-insensitive,
     then a label the output starts with or mentions alone, then a close spelling."""
@@ -33,11 +37,15 @@ def match_label(text: str, labels: list[str]) -> str | None:
     for norm in sorted(by_norm, key=len, reverse=True):
         if cleaned.startswith(norm) and (len(cleaned) == len(norm) or not cleaned[len(norm)].isalnum()):
             return by_norm[norm]
-    mentioned = [norm for norm in by_norm if re.search(rf"(?<!\w){re.escape(norm)}(?!\w)", cleaned)]
-    mentioned = [m for m in mentioned if not any(m != other and m in other for other in mentioned)]
+    mentioned, negated = [], set()
+    for norm in by_norm:
+        for match in re.finditer(rf"(?<!\w){re.escape(norm)}(?!\w)", cleaned):
+            # "not a duplicate" names a label only to deny it.
+            (negated.add if _NEGATION_BEFORE.search(cleaned[: match.start()]) else mentioned.append)(norm)
+    mentioned = list(dict.fromkeys(m for m in mentioned if not any(m != other and m in other for other in mentioned)))
     if len(mentioned) == 1:
         return by_norm[mentioned[0]]
-    close = difflib.get_close_matches(cleaned, list(by_norm), n=1, cutoff=0.8)
+    close = difflib.get_close_matches(cleaned, [norm for norm in by_norm if norm not in negated], n=1, cutoff=0.8)
     return by_norm[close[0]] if close else None
 
 
