@@ -163,6 +163,8 @@ def translate_autolabel_config(data: dict[str, Any]) -> dict[str, Any]:
     if prompt is not None:
         if autolabel:
             if isinstance(prompt.get("task_guidelines"), str):
+                if any(field == "labels" for _, field in _fields(prompt["task_guidelines"], "prompt.task_guidelines")):
+                    prompt.setdefault("list_labels", False)  # the guidelines list them already
                 prompt["task_guidelines"] = _task_guidelines(prompt["task_guidelines"])
             if isinstance(prompt.get("output_guidelines"), str):
                 prompt["output_guidelines"] = _literal(prompt["output_guidelines"])

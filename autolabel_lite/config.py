@@ -134,6 +134,8 @@ class PromptConfig(_Strict):
     task_guidelines: str = ""
     output_guidelines: str = ""
     labels: list[str] | dict[str, str] | None = None
+    # False when task_guidelines already list the labels (an Autolabel config's {labels}): shown once.
+    list_labels: bool = True
     few_shot_examples: list[dict[str, Any]] | str | None = None
     few_shot_num: int | None = Field(None, ge=0)
     few_shot_selection: Literal[

@@ -123,8 +123,15 @@ def test_classification_config_becomes_ours():
     builder = builder_for(config)
     prompt = builder.render({"example": "Where is my card?"}, [builder.render_example(BANK_SEED[0])]).user
     assert "into one of the following 4 categories.\nCategories:\ncard_arrival\nlost_or_stolen_card\nexchange_rate\ntop_up_failed" in prompt
+    assert prompt.count("lost_or_stolen_card") == 1  # the guidelines list the labels: the template does not repeat them
     assert "Input: My card still hasn't arrived, it's been two weeks\nOutput: card_arrival" in prompt
     assert prompt.endswith("Input: Where is my card?\nOutput:")
+
+
+def test_guidelines_without_the_label_list_keep_the_template_list():
+    config = load_config(banking_config(task_guidelines="Classify the banking customer's message."))
+    prompt = builder_for(config).render({"example": "Where is my card?"}, []).user
+    assert "Choose exactly one of these labels:\n- card_arrival\n- lost_or_stolen_card" in prompt
 
 
 def test_guideline_placeholders_and_literal_braces():
@@ -270,10 +277,18 @@ def test_cli_shows_the_ignored_keys_warning_as_one_line(tmp_path: Path):
     assert error.startswith("error: no OpenAI API key and no base URL") and "--provider embedded" in error
 
 
+def answer_the_label_the_row_names(request: dict) -> str:
+    """The Autolabel guidelines list the labels in their own words, which the fake server's
+    default answer does not read: answer the label the row being labeled names."""
+    row = request["messages"][-1]["content"].rsplit("Input: ", 1)[1]
+    return next(label for label in BANK_LABELS if label in row)
+
+
 @pytest.mark.parametrize("via", ["flag", "environment"])
 def test_openai_named_model_runs_against_any_compatible_base_url(via, tmp_path: Path, fake_server, monkeypatch):
     (tmp_path / "banking.json").write_text(json.dumps(banking_config(few_shot_selection="fixed")), encoding="utf-8")
     data = write_csv(tmp_path / "rows.csv", ["example", "label"], BANK_ROWS)
+    fake_server.responder = answer_the_label_the_row_names
     flags = ["--base-url", fake_server.base_url] if via == "flag" else []
     if via == "environment":
         monkeypatch.setenv("OPENAI_BASE_URL", fake_server.base_url)

@@ -63,6 +63,7 @@ class Task(ABC):
         return {
             "labels": self.config.prompt.label_names,
             "label_descriptions": self.config.prompt.label_descriptions,
+            "list_labels": self.config.prompt.list_labels,
         }
 
     def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
