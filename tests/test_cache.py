@@ -176,3 +176,19 @@ def test_cache_accepts_a_database_url(fake_server, api_config, reviews_csv, tmp_
     assert [r["sentiment_label"] for r in read_csv(tmp_path / "out.csv")] == [label for _, label in REVIEWS]
     assert url_path.is_file()
     assert not cache_path.exists()
+
+
+def test_a_lookup_sees_calls_another_writer_saved_after_it_started(tmp_path):
+    # The lookup connection stays open for the run: it must not hold a stale snapshot
+    # (another process labeling with the same cache saves calls meanwhile).
+    from autolabel_lite.cache import Cache
+
+    path = tmp_path / "cache.sqlite"
+    reader, writer = Cache(path), Cache(path)
+    writer.put_calls({"first": {"text": "positive"}})
+    assert reader.get_call("first") == {"text": "positive"}
+    assert reader.get_call("second") is None
+    writer.put_calls({"second": {"text": "negative", "tokens": ["neg", "ative"]}})
+    assert reader.get_call("second") == {"text": "negative", "tokens": ["neg", "ative"]}
+    reader.close()
+    writer.close()
