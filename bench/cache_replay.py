@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shlex
 import shutil
 import sys
 import tempfile
@@ -29,7 +27,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from throughput import ServerProcess, task_config, write_reviews  # noqa: E402  (bench/ is not a package)
+from report import publish  # noqa: E402  (bench/ is not a package)
+from throughput import ServerProcess, task_config, write_reviews  # noqa: E402
 
 TARGET_ROWS_PER_SECOND = 5000
 
@@ -75,11 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| export of the rerun to CSV | {written} | 0 | {export_seconds:.2f} | {written / export_seconds:,.0f} | |",
         f"| same rows, new job (model-call cache) | {args.rows} | {replay.stats.model_calls} | {replay_seconds:.2f} | {args.rows / replay_seconds:,.0f} | zero calls, ≥ {TARGET_ROWS_PER_SECOND:,} rows/s |",
     ]
-    command = shlex.join(["python", "bench/cache_replay.py", *(argv if argv is not None else sys.argv[1:])])
-    text = f"Command: `{command}`  \nMachine: {os.cpu_count()} cores, Python {platform.python_version()}\n\n" + "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
+    publish("cache_replay.py", argv, "\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

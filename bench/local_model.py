@@ -26,8 +26,6 @@ import asyncio
 import csv
 import json
 import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -35,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from report import publish  # noqa: E402  (bench/ is not a package)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -193,25 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="autolabel_local_") as tmp:
         reuse = prefix_reuse_section(args.rows, Path(tmp))
         scoring = scoring_section(args.scoring_rows, Path(tmp))
-    command = shlex.join(["python", "bench/local_model.py", *(argv if argv is not None else sys.argv[1:])])
-    text = "\n".join(
-        [
-            f"Command: `{command}`  ",
-            f"Machine: {os.cpu_count()} cores, no GPU, Python {platform.python_version()}, torch threads: {torch.get_num_threads()}",
-            "",
-            "**Prefix reuse**",
-            "",
-            *reuse,
-            "",
-            "**Packed label scoring, K=2 vs K=77**",
-            "",
-            *scoring,
-            "",
-        ]
-    )
-    print(text)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
+    body = "\n".join(["**Prefix reuse**", "", *reuse, "", "**Packed label scoring, K=2 vs K=77**", "", *scoring])
+    publish("local_model.py", argv, body, args.output, machine=f", no GPU, torch threads: {torch.get_num_threads()}")
 
 
 if __name__ == "__main__":

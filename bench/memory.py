@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import shlex
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +28,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from throughput import ServerProcess, task_config, write_reviews  # noqa: E402  (bench/ is not a package)
+from report import publish  # noqa: E402  (bench/ is not a package)
+from throughput import ServerProcess, task_config, write_reviews  # noqa: E402
 
 TARGET_MB = 1024
 SAMPLE_SECONDS = 5.0
@@ -93,23 +92,16 @@ def main(argv: list[str] | None = None) -> None:
     for share in CHECKPOINTS:
         reached = next(((rows, rss) for _, rows, rss in samples if rows >= share * args.rows), samples[-1][1:])
         lines.append(f"| {reached[0]:,} | {reached[1]:.0f} |")
-    command_line = shlex.join(["python", "bench/memory.py", *(argv if argv is not None else sys.argv[1:])])
-    text = "\n".join(
+    body = "\n".join(
         [
-            f"Command: `{command_line}`  ",
-            f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}",
-            "",
             f"{args.rows:,} rows labeled and exported in {seconds / 60:.0f} min ({args.rows / seconds:.0f} rows/s, concurrency {args.concurrency}). "
             f"Peak RSS of the CLI: **{peak_mb:.0f} MB** (target < {TARGET_MB} MB).",
             "",
             *lines,
             f"| export (after labeling) | peak {peak_mb:.0f} |",
-            "",
         ]
     )
-    print(text)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
+    publish("memory.py", argv, body, args.output)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ import asyncio
 import csv
 import math
 import os
-import platform
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from report import publish  # noqa: E402  (bench/ is not a package)
 
 BENCH = Path(__file__).resolve().parent
 LABELS = ["positive", "negative"]
@@ -176,7 +176,7 @@ def warm_up(workdir: Path) -> None:
         asyncio.run(fire_bare_client(server.base_url, 8, messages))
 
 
-def report(cells: list[Cell], command: str) -> str:
+def report(cells: list[Cell]) -> str:
     lines = [
         "| latency | concurrency | rows | pipeline rows/s | bare client req/s | ideal c/latency | pipeline / ideal | pipeline / min(ideal, bare) | Autolabel 0.0.16 rows/s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -189,8 +189,7 @@ def report(cells: list[Cell], command: str) -> str:
             f"| {cell.latency * 1000:.0f} ms | {cell.concurrency} | {cell.rows} | {cell.pipeline:.1f} | {cell.bare:.1f} | "
             f"{ideal} | {of_ideal} | {cell.pipeline / cell.bound:.0%} | {'' if reference is None else reference} |"
         )
-    header = f"Command: `{command}`  \nMachine: {os.cpu_count()} cores, Python {platform.python_version()}\n"
-    return header + "\n" + "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -212,10 +211,7 @@ def main(argv: list[str] | None = None) -> None:
                 cell = measure(latency, concurrency, args.seconds, args.repeats, workdir)
                 print(f"latency {latency:g}s concurrency {concurrency}: pipeline {cell.pipeline:.1f} rows/s, bare client {cell.bare:.1f} req/s", file=sys.stderr)
                 cells.append(cell)
-    text = report(cells, shlex.join(["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])]))
-    print(text)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
+    publish("throughput.py", argv, report(cells), args.output)
 
 
 if __name__ == "__main__":
