@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -171,8 +172,9 @@ class LabelingResult:
             if gold_column and gold_column in self.data.columns:
                 predicted, gold, confidences, correct = [], [], [], []
                 for row, result in self.rows():
-                    predicted.append(result.label)
-                    gold.append(row[gold_column])
+                    # Interned: a label column repeats a few values, kept once however many rows.
+                    predicted.append(sys.intern(result.label))
+                    gold.append(sys.intern(row[gold_column]))
                     if result.label and result.confidence is not None:
                         confidences.append(result.confidence)
                         correct.append(self.task.is_correct(result.label, row[gold_column]))
@@ -206,8 +208,8 @@ class LabelingResult:
                 if self.is_accepted(result):
                     accepted += 1
                     if has_gold:
-                        predicted.append(result.label)
-                        gold.append(row[gold_column])
+                        predicted.append(sys.intern(result.label))
+                        gold.append(sys.intern(row[gold_column]))
             self._acceptance = (accepted, self.task.metrics(predicted, gold) if gold else {})
         return self._acceptance
 

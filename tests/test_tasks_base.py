@@ -33,3 +33,12 @@ def test_default_choice_is_the_most_probable_candidate_and_the_whole_label_is_on
     assert task.choose(["yes", "no"], [0.3, 0.7]) == "no"
     assert task.confidence_parts("no") == ["no"]
     assert task.confidence_parts("") == []
+
+
+def test_classification_metrics_on_hand_computed_values():
+    config = load_config({"task_name": "s", "prompt": {"labels": ["positive", "negative", "neutral"]}})
+    task = get_task_class(config.task_type)(config)
+    gold = ["Positive", "negative", "negative", " neutral", "positive"]  # gold spelled loosely
+    predicted = ["positive", "negative", "positive", "", "positive"]  # "" is a failed row
+    # F1 per class present: positive 2/(2+0.5) = 0.8, negative 2/3, neutral 0, "" 0.
+    assert task.metrics(predicted, gold) == pytest.approx({"accuracy": 0.6, "macro_f1": (0.8 + 2 / 3) / 4})
