@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,17 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """``autolabel-lite`` in its own process, exactly as a user runs it (stderr as the user sees it)."""
     command = [sys.executable, "-m", "autolabel_lite.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def saved_rows(cache_path: Path) -> list[tuple[str, int]]:
+    """(run_key, row_index) of every saved row result, read as another process would."""
+    if not cache_path.exists():
+        return []
+    try:
+        with sqlite3.connect(cache_path, timeout=30) as connection:
+            return connection.execute("SELECT run_key, row_index FROM row_results").fetchall()
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return []
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -26,7 +26,7 @@ from fake_openai_server import FAULT_KINDS, INPUT_MARKER
 from autolabel_lite import ConfigError, LabelingAgent
 from autolabel_lite.cli import main
 
-from conftest import read_csv, write_csv
+from conftest import read_csv, saved_rows, write_csv
 
 ROW_TEXT = "Review {index}: a {label} experience."
 # Each outcome a failed row may end with: a one-line reason, never a traceback.
@@ -70,17 +70,6 @@ def write_config(path: Path, config: dict) -> Path:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "autolabel_lite.cli", "run", *args, "--no-progress"]
-
-
-def saved_rows(cache_path: Path) -> list[tuple[str, int]]:
-    """(run_key, row_index) of every saved row result, read as another process would."""
-    if not cache_path.exists():
-        return []
-    try:
-        with sqlite3.connect(cache_path, timeout=30) as connection:
-            return connection.execute("SELECT run_key, row_index FROM row_results").fetchall()
-    except sqlite3.OperationalError:  # the tables are not created yet
-        return []
 
 
 # -- faults ---------------------------------------------------------------------------------

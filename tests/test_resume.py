@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 
 from autolabel_lite import LabelingAgent
 
-from conftest import read_csv, write_csv
+from conftest import read_csv, saved_rows, write_csv
 
 ROWS = 40
 LATENCY_SECONDS = 0.25  # per request; with two in flight the whole run takes ~5 s
@@ -30,17 +29,6 @@ ROW_TEXT = re.compile(r"Row (\d+):")
 
 def expected_label(index: int) -> str:
     return "positive" if index % 3 else "negative"
-
-
-def saved_rows(cache_path) -> list[tuple[str, int]]:
-    """(run_key, row_index) of every row result in the cache, read as a second process would."""
-    if not cache_path.exists():
-        return []
-    try:
-        with sqlite3.connect(cache_path, timeout=10) as connection:
-            return connection.execute("SELECT run_key, row_index FROM row_results").fetchall()
-    except sqlite3.OperationalError:  # the table is not created yet
-        return []
 
 
 def kill_mid_run(command: list[str], cache_path, how: signal.Signals, log_path) -> subprocess.Popen:

@@ -16,7 +16,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from . import TASKS
 from .base import Parsed, Task
-from .classification import _short, match_label, normalise
+from .classification import ClassificationTask, _short, match_label, normalise
 
 # Answers meaning "no label applies".
 _NONE = {"none", "no labels", "no label", "n/a", "nothing", "[]"}
@@ -26,12 +26,11 @@ _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 @TASKS.register("multilabel_classification")
 class MultilabelClassificationTask(Task):
     template = "multilabel_classification.jinja"
-    default_example_template = "{% for name, value in inputs.items() %}{{ name }}: {{ value }}\n{% endfor %}Output: {{ label }}"
+    default_example_template = ClassificationTask.default_example_template
 
     @classmethod
     def check_config(cls, config) -> None:
-        if not config.prompt.labels:
-            raise ValueError("prompt.labels: must be a non-empty list of strings")
+        ClassificationTask.check_config(config)
         separator = config.dataset.label_separator
         if not separator.strip():
             raise ValueError("dataset.label_separator: must contain a non-space character")
