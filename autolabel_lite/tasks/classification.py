@@ -41,8 +41,10 @@ def match_label(text: str, labels: list[str]) -> str | None:
     mentioned, negated = [], set()
     for norm in by_norm:
         for match in re.finditer(rf"(?<!\w){re.escape(norm)}(?!\w)", cleaned):
-            # "not a duplicate" names a label only to deny it.
-            (negated.add if _NEGATION_BEFORE.search(cleaned[: match.start()]) else mentioned.append)(norm)
+            if _NEGATION_BEFORE.search(cleaned[: match.start()]):
+                negated.add(norm)  # "not a duplicate" names a label only to deny it
+            else:
+                mentioned.append(norm)
     mentioned = list(dict.fromkeys(m for m in mentioned if not any(m != other and m in other for other in mentioned)))
     if len(mentioned) == 1:
         return by_norm[mentioned[0]]
