@@ -80,9 +80,14 @@ class ModelConfig(_Strict):
     def _known_provider(cls, value: str) -> str:
         from .providers import provider_names
 
-        if value not in provider_names():
-            raise ValueError(f"unknown provider {value!r}; expected one of {', '.join(provider_names())}")
-        return value
+        return _registered(value, provider_names(), "provider")
+
+
+def _registered(value: str, names: list[str], what: str) -> str:
+    """``value`` when it names a registered component, else the error listing the names."""
+    if value not in names:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(names)}")
+    return value
 
 
 class ConfidenceConfig(_Strict):
@@ -104,9 +109,7 @@ class ConfidenceConfig(_Strict):
     def _known_method(cls, value: str) -> str:
         from .confidence import method_names
 
-        if value not in method_names():
-            raise ValueError(f"unknown confidence method {value!r}; expected one of {', '.join(method_names())}")
-        return value
+        return _registered(value, method_names(), "confidence method")
 
 
 class EmbeddingConfig(_Strict):
