@@ -61,9 +61,6 @@ class LabelingAgent:
             "model.concurrency": concurrency,
         }
         self.config = load_config(config, **overrides)
-        if provider is not None and model is None:
-            # A new provider does not inherit the old model's name (load_config skips None overrides).
-            self.config.model.name = None
         self.task = get_task_class(self.config.task_type)(self.config)
         self.prompt_builder = PromptBuilder(self.task)
         self.examples = load_examples(self.config, self.task.input_columns)

@@ -295,6 +295,12 @@ def load_config(source: Union[str, Path, dict, TaskConfig], **overrides: Any) ->
     from .compat import translate_autolabel_config
 
     data = translate_autolabel_config(data)
+    model = data.get("model")
+    new_provider = overrides.get("model.provider")
+    if isinstance(model, dict) and new_provider is not None and overrides.get("model.name") is None:
+        if new_provider != model.get("provider", ModelConfig.model_fields["provider"].default):
+            # Another provider does not inherit the old model's name; the same provider keeps it.
+            data["model"] = {key: value for key, value in model.items() if key != "name"}
     for dotted, value in overrides.items():
         if value is None:
             continue

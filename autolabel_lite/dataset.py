@@ -1,22 +1,35 @@
-"""Dataset step: stream rows from CSV, JSONL or Parquet with 🤗 datasets.
+"""Dataset step: stream rows from CSV, JSONL or Parquet.
 
-Files are streamed, never loaded whole, so a million-row CSV labels in flat memory.
+Files are streamed, never loaded whole, so a million-row file labels in flat memory:
+CSV with the standard csv module, JSONL line by line, Parquet by record batch with
+pyarrow (no 🤗 datasets on this path: importing it costs seconds of start-up).
 Every value reaches the prompt as text: CSV columns are read as strings (no "13" → 13,
 no "NA" → NaN), other formats are converted per value.
+
+The file is checked whole when it is opened (one streaming pass, before any model
+call): it decodes as UTF-8, every JSONL line is an object, and the columns are known —
+for JSONL, every key of every line in order of first appearance, so a key missing from
+the first line is not dropped.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
-import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import DataError
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+SCAN_CHUNK = 1 << 20
+PARQUET_BATCH_ROWS = 1024
+
+# A labeling input may hold whole documents in one cell: the csv module's 128 KiB default is too small.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 def _as_text(value: Any) -> str:
@@ -46,31 +59,60 @@ class Dataset:
         if not any(True for _ in self.rows(max_rows=1)):
             raise DataError(f"{self.path}: has a header but no rows")
 
-    def _read_columns(self) -> list[str]:
-        if self.format == "csv":
+    def _not_utf8(self, exc: UnicodeDecodeError, offset: int | None = None) -> DataError:
+        where = f" at byte {offset + exc.start}" if offset is not None else ""
+        return DataError(f"{self.path}: not UTF-8 text ({exc.reason}{where}); re-save it as UTF-8")
+
+    def _check_utf8(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(SCAN_CHUNK):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    raise self._not_utf8(exc, offset) from None
+                offset += len(chunk)
             try:
-                with self.path.open(newline="", encoding="utf-8") as handle:
-                    header = next(csv.reader(handle, delimiter=self.delimiter), [])
+                decoder.decode(b"", final=True)
             except UnicodeDecodeError as exc:
-                raise DataError(f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
-            if not header or not any(h.strip() for h in header):
-                raise DataError(f"{self.path}: no header row")
-            return header
+                raise self._not_utf8(exc, offset) from None
+
+    def _read_columns(self) -> list[str]:
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
-            return list(pq.read_schema(self.path).names)
+            try:
+                return list(pq.read_schema(self.path).names)
+            except Exception as exc:  # pyarrow's ArrowInvalid and OSError for a corrupt or foreign file
+                raise DataError(f"{self.path}: cannot be read as parquet: {str(exc).splitlines()[0]}") from None
+        self._check_utf8()
+        if self.format == "csv":
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                header = next(csv.reader(handle, delimiter=self.delimiter), [])
+            if not header or not any(h.strip() for h in header):
+                raise DataError(f"{self.path}: no header row")
+            return header
+        columns: dict[str, None] = {}
+        for _ in self._json_objects(columns):
+            pass
+        return list(columns)
+
+    def _json_objects(self, columns: dict[str, None] | None = None) -> Iterator[dict[str, Any]]:
+        """The file's JSON objects, one per non-blank line; ``columns`` collects their keys."""
         with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    try:
-                        first = json.loads(line)
-                    except json.JSONDecodeError:
-                        raise DataError(f"{self.path}: first line is not a JSON object") from None
-                    if not isinstance(first, dict):
-                        raise DataError(f"{self.path}: each line must be a JSON object")
-                    return list(first)
-        raise DataError(f"{self.path}: file is empty")
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{self.path}: line {number} is not valid JSON ({exc.msg})") from None
+                if not isinstance(value, dict):
+                    raise DataError(f"{self.path}: line {number} is not a JSON object (each line must be one)")
+                if columns is not None:
+                    columns.update(dict.fromkeys(value))
+                yield value
 
     def require_columns(self, columns: list[str], what: str = "configured") -> None:
         missing = [c for c in columns if c not in self.columns]
@@ -80,32 +122,35 @@ class Dataset:
                 f"{', '.join(repr(c) for c in missing)} (has: {', '.join(self.columns)})"
             )
 
-    def _stream(self):
-        from datasets import Features, Value, load_dataset
-        from datasets.utils.logging import disable_progress_bar, set_verbosity
-
-        disable_progress_bar()
-        set_verbosity(logging.CRITICAL)  # its read errors reach the user as our one-line DataError
-        kwargs: dict[str, Any] = {}
+    def _records(self) -> Iterator[dict[str, Any]]:
         if self.format == "csv":
-            kwargs.update(
-                sep=self.delimiter,
-                features=Features({c: Value("string") for c in self.columns}),
-                keep_default_na=False,
-                na_filter=False,
-                # A line of spaces (or nothing) is a row with an empty text, flagged, not silently skipped.
-                skip_blank_lines=False,
-            )
-        return load_dataset(self.format, data_files=str(self.path), split="train", streaming=True, **kwargs)
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.reader(handle, delimiter=self.delimiter)
+                next(reader, None)
+                width = len(self.columns)
+                for cells in reader:
+                    # Short rows (a blank line too) get empty cells: a row with an empty text is flagged, not skipped.
+                    yield dict(zip(self.columns, cells + [""] * (width - len(cells))))
+        elif self.format == "json":
+            yield from self._json_objects()
+        else:
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                yield from batch.to_pylist()
 
     def rows(self, max_rows: int | None = None) -> Iterator[dict[str, str]]:
-        """Rows in file order, every value as text."""
+        """Rows in file order, every value as text and every column present."""
         try:
-            for index, row in enumerate(self._stream()):
+            for index, record in enumerate(self._records()):
                 if max_rows is not None and index >= max_rows:
                     return
-                yield {key: _as_text(value) for key, value in row.items()}
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{self.path}: not UTF-8 text ({exc.reason}); re-save it as UTF-8") from None
+                yield {column: _as_text(record.get(column)) for column in self.columns}
+        except UnicodeDecodeError as exc:  # the file changed since it was checked
+            raise self._not_utf8(exc) from None
+        except csv.Error as exc:
+            raise DataError(f"{self.path}: cannot be read as CSV: {exc}") from None
+        except DataError:
+            raise
         except (ValueError, OSError) as exc:
             raise DataError(f"{self.path}: cannot be read as {self.format}: {str(exc).splitlines()[0]}") from None

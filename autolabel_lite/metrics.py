@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 ECE_BINS = 10
 
@@ -30,6 +29,8 @@ def _arrays(confidences: Sequence[float], correct: Sequence[bool]) -> tuple[np.n
 def auroc(confidences: Sequence[float], correct: Sequence[bool]) -> float:
     """Area under the ROC curve; NaN when every label is correct or every label is wrong
     (nothing to separate)."""
+    from sklearn.metrics import roc_auc_score
+
     scores, truth = _arrays(confidences, correct)
     if truth.all() or not truth.any():
         return float("nan")
@@ -38,6 +39,8 @@ def auroc(confidences: Sequence[float], correct: Sequence[bool]) -> float:
 
 def roc_points(confidences: Sequence[float], correct: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rates, true positive rates) of the ROC curve, for plots."""
+    from sklearn.metrics import roc_curve
+
     scores, truth = _arrays(confidences, correct)
     fpr, tpr, _ = roc_curve(truth, scores)
     return fpr, tpr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -69,6 +70,30 @@ class Prompt:
         return f"{self.system}\n\n{self.user}\n" if self.system else f"{self.user}\n"
 
 
+@contextmanager
+def template_errors(where: str):
+    """Whatever a template does wrong, at compile or render time, becomes one ConfigError
+    line that starts with ``where`` (the config key, and the file for template files)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(f"{where}: template file not found: {exc.name}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        place = f" ({exc.name}, line {exc.lineno})" if exc.name else f" (line {exc.lineno})"
+        raise ConfigError(f"{where}: template syntax error: {exc.message}{place}") from None
+    except SecurityError as exc:
+        raise ConfigError(f"{where}: template refused by the sandbox: {exc}") from None
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(f"{where}: template uses an undefined variable: {exc.message}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: template file is not UTF-8 text") from None
+    except Exception as exc:  # the template's own expressions failed (1/0, a filter given the wrong type)
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise ConfigError(f"{where}: template failed: {type(exc).__name__}{': ' + detail if detail else ''}") from None
+
+
 class PromptBuilder:
     def __init__(self, task: Task) -> None:
         self.task = task
@@ -81,62 +106,66 @@ class PromptBuilder:
             autoescape=False,
         )
         template_name = prompt_config.template or task.template
-        try:
+        self._where = {
+            "template": f"prompt.template ({template_name})",
+            "example_template": "prompt.example_template",
+            "task_guidelines": "prompt.task_guidelines",
+            "output_guidelines": "prompt.output_guidelines",
+        }
+        # In a template the label column's own name means ``label`` (Autolabel's and tutorials' habit).
+        self._label_alias = task.config.dataset.label_column
+        with template_errors(self._where["template"]):
             self._template = self._env.get_template(template_name)
-            self._example_template = self._env.from_string(
-                prompt_config.example_template or task.default_example_template
-            )
-            self._guidelines = {
-                name: self._env.from_string(getattr(prompt_config, name)) for name in ("task_guidelines", "output_guidelines")
-            }
-            self._static = self._with_guidelines(task.prompt_variables())
-            # A user's own template may use the row's text anywhere (filters, conditions): rendered whole.
-            self._frames: dict[tuple, tuple[str, str]] | None = None if prompt_config.template else {}
-            self._marker = f"\x00{uuid.uuid4().hex}\x00"
-        except jinja2.TemplateNotFound as exc:
-            raise ConfigError(f"prompt.template: template file not found: {exc.name}") from None
-        except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(f"prompt: template syntax error: {exc.message} (line {exc.lineno})") from None
-        except SecurityError as exc:
-            raise ConfigError(f"prompt: template refused by the sandbox: {exc}") from None
-        except jinja2.UndefinedError as exc:
-            raise ConfigError(f"prompt: template uses an undefined variable: {exc.message}") from None
+        with template_errors(self._where["example_template"]):
+            self._example_template = self._env.from_string(prompt_config.example_template or task.default_example_template)
+        self._guidelines = {}
+        for name in ("task_guidelines", "output_guidelines"):
+            with template_errors(self._where[name]):
+                self._guidelines[name] = self._env.from_string(getattr(prompt_config, name))
+        self._static = self._with_guidelines(task.prompt_variables())
+        # A user's own template may use the row's text anywhere (filters, conditions): rendered whole.
+        self._frames: dict[tuple, tuple[str, str]] | None = None if prompt_config.template else {}
+        self._marker = f"\x00{uuid.uuid4().hex}\x00"
 
     def _with_guidelines(self, variables: dict[str, Any]) -> dict[str, Any]:
-        rendered = {name: template.render(variables).strip() for name, template in self._guidelines.items()}
+        rendered = {}
+        for name, template in self._guidelines.items():
+            with template_errors(self._where[name]):
+                rendered[name] = template.render(variables).strip()
         if self.task.config.prompt.chain_of_thought:
             rendered["output_guidelines"] = "\n".join(filter(None, [rendered["output_guidelines"], CHAIN_OF_THOUGHT_INSTRUCTION]))
         return {**variables, **rendered}
 
-    def _example(self, inputs: Mapping[str, str], label: str) -> str:
-        return self._example_template.render(inputs=inputs, label=label, **inputs).rstrip()
+    def _example(self, row: Mapping[str, Any], label: str) -> str:
+        inputs = self.task.render_inputs(row)
+        variables = {**self.task.template_aliases(inputs), **inputs, "inputs": inputs, "label": label}
+        if self._label_alias and self._label_alias not in inputs:
+            variables[self._label_alias] = label
+        with template_errors(self._where["example_template"]):
+            return self._example_template.render(variables).rstrip()
 
     def render_example(self, example: Mapping[str, Any]) -> str:
         label_column = self.task.config.dataset.label_column or "label"
         label = self.task.example_label(example.get(label_column))
         if self.task.config.prompt.chain_of_thought:
             label = json.dumps({"label": label}, ensure_ascii=False)  # the answer format the model is asked for
-        return self._example(self.task.render_inputs(example), label)
+        return self._example(example, label)
 
     def render(self, row: Mapping[str, Any], examples: list[str] | None = None, labels: list[str] | None = None) -> Prompt:
         """Render the prompt for ``row``; ``examples`` are already-rendered few-shot examples;
         ``labels`` replaces the label list for this row (label selection)."""
-        try:
-            current = self._example(self.task.render_inputs(row), "")
-            if self._frames is None:
-                user = self._render_user(examples, labels, current)
-            else:
-                head, tail = self._frame(examples, labels)
-                user = head + current + tail
-        except SecurityError as exc:
-            raise ConfigError(f"prompt: template refused by the sandbox: {exc}") from None
-        except jinja2.UndefinedError as exc:
-            raise ConfigError(f"prompt: template uses an undefined variable: {exc.message}") from None
+        current = self._example(row, "")
+        if self._frames is None:
+            user = self._render_user(examples, labels, current)
+        else:
+            head, tail = self._frame(examples, labels)
+            user = head + current + tail
         return Prompt(user=user.strip())
 
     def _render_user(self, examples: list[str] | None, labels: list[str] | None, current: str) -> str:
         variables = self._static if labels is None else self._with_guidelines({**self._static, "labels": labels})
-        return self._template.render(**variables, examples=examples or [], current=current)
+        with template_errors(self._where["template"]):
+            return self._template.render(**variables, examples=examples or [], current=current)
 
     def _frame(self, examples: list[str] | None, labels: list[str] | None) -> tuple[str, str]:
         """The prompt before and after the row's own text, rendered once per examples and labels.

@@ -125,22 +125,20 @@ def test_bad_config_is_one_line_naming_the_key_or_file(fake_server, api_config, 
     assert fake_server.stats.requests == 0
 
 
-def test_non_utf8_bytes_deep_in_a_large_file_stop_the_run_with_one_line_and_keep_what_was_done(
+def test_non_utf8_bytes_deep_in_a_large_file_are_refused_before_any_row_is_labeled(
     fake_server, api_config, tmp_path, cache_path, capsys
 ):
-    # Past the first block the reader decodes, so the run is under way when it meets the bytes.
-    # Empty rows need no model call: the run reaches them quickly.
-    lines = [b"review,gold\n", *[b'"",negative\n'] * 25_000, b"bad \xff byte,negative\n", b"fine,positive\n"]
-    data = write_bytes(tmp_path / "reviews.csv", b"".join(lines))
+    # Far past the first rows: the whole file is checked when it is opened, not when the run reaches them.
+    lines = [b"review,gold\n", *[b"fine,positive\n"] * 25_000]
+    bad_at = sum(map(len, lines)) + len(b"bad ")
+    data = write_bytes(tmp_path / "reviews.csv", b"".join([*lines, b"bad \xff byte,negative\n"]))
 
     status, output = run(api_config, data, tmp_path)
 
     assert status == 2
-    assert one_line_error(capsys) == f"error: {data}: not UTF-8 text (invalid start byte); re-save it as UTF-8"
+    assert one_line_error(capsys) == f"error: {data}: not UTF-8 text (invalid start byte at byte {bad_at}); re-save it as UTF-8"
     assert not output.exists()
-    with sqlite3.connect(cache_path) as connection:
-        (saved,) = connection.execute("SELECT COUNT(*) FROM row_results WHERE error = 'empty input'").fetchone()
-    assert saved >= 10_000  # the rows before the bad bytes were flagged and saved, not thrown away
+    assert fake_server.stats.requests == 0
 
 
 # -- kept and flagged -----------------------------------------------------------------------

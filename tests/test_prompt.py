@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -81,34 +82,41 @@ def test_template_from_the_config_directory(tmp_path):
 
 
 SANDBOX_ESCAPES = [
-    pytest.param({"template": "evil.jinja"}, id="template file"),
-    pytest.param({"task_guidelines": "{{ ''.__class__.__mro__ }}"}, id="task_guidelines"),
-    pytest.param({"example_template": "{{ review.__class__.__mro__ }}"}, id="example_template"),
-    pytest.param({"output_guidelines": "{{ cycler.__init__.__globals__ }}"}, id="output_guidelines"),
+    pytest.param({"template": "evil.jinja"}, "prompt.template (evil.jinja)", id="template file"),
+    pytest.param({"task_guidelines": "{{ ''.__class__.__mro__ }}"}, "prompt.task_guidelines", id="task_guidelines"),
+    pytest.param({"example_template": "{{ review.__class__.__mro__ }}"}, "prompt.example_template", id="example_template"),
+    pytest.param({"output_guidelines": "{{ cycler.__init__.__globals__ }}"}, "prompt.output_guidelines", id="output_guidelines"),
 ]
 
 
-@pytest.mark.parametrize("prompt", SANDBOX_ESCAPES)
-def test_template_reaching_for_python_internals_is_refused(tmp_path, prompt):
+@pytest.mark.parametrize(("prompt", "where"), SANDBOX_ESCAPES)
+def test_template_reaching_for_python_internals_is_refused(tmp_path, prompt, where):
     (tmp_path / "evil.jinja").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}\n{{ current }}", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"^prompt: template refused by the sandbox: access to attribute '__\w+__'"):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(where)}: template refused by the sandbox: access to attribute '__\w+__'"):
         LabelingAgent(task(**prompt))
 
 
 @pytest.mark.parametrize(
     ("prompt", "expected"),
     [
-        ({"template": "missing.jinja"}, "prompt.template: template file not found: missing.jinja"),
-        ({"template": "typo.jinja"}, "prompt: template uses an undefined variable: 'lables' is undefined"),
-        ({"task_guidelines": "{% if %}"}, "prompt: template syntax error"),
-        ({"example_template": "{{ reveiw }}"}, "prompt: template uses an undefined variable: 'reveiw' is undefined"),
+        ({"template": "missing.jinja"}, "prompt.template (missing.jinja): template file not found: missing.jinja"),
+        ({"template": "typo.jinja"}, "prompt.template (typo.jinja): template uses an undefined variable: 'lables' is undefined"),
+        ({"task_guidelines": "{% if %}"}, "prompt.task_guidelines: template syntax error: "),
+        ({"example_template": "{{ reveiw }}"}, "prompt.example_template: template uses an undefined variable: 'reveiw' is undefined"),
+        ({"example_template": "{{ review + 1 }}"}, "prompt.example_template: template failed: TypeError: "),
+        ({"task_guidelines": "{{ 1 / 0 }}"}, "prompt.task_guidelines: template failed: ZeroDivisionError: division by zero"),
+        ({"template": "includes.jinja"}, "prompt.template (includes.jinja): template file not found: absent.jinja"),
+        ({"template": "latin1.jinja"}, "prompt.template (latin1.jinja): template file is not UTF-8 text"),
     ],
 )
-def test_template_mistakes_are_config_errors(tmp_path, prompt, expected):
+def test_template_mistakes_are_one_line_config_errors_naming_the_template(tmp_path, prompt, expected):
     (tmp_path / "typo.jinja").write_text("{{ lables }}\n{{ current }}", encoding="utf-8")
+    (tmp_path / "includes.jinja").write_text("{% include 'absent.jinja' %}\n{{ current }}", encoding="utf-8")
+    (tmp_path / "latin1.jinja").write_bytes("Étiquette: {{ current }}".encode("latin-1"))
     with pytest.raises(ConfigError) as caught:
         LabelingAgent(task(**prompt))
-    assert str(caught.value).startswith(expected)
+    assert str(caught.value).startswith(expected), caught.value
+    assert "\n" not in str(caught.value)
 
 
 def test_cli_refuses_sandbox_escape_in_one_line(tmp_path, reviews_csv):
@@ -119,7 +127,7 @@ def test_cli_refuses_sandbox_escape_in_one_line(tmp_path, reviews_csv):
     done = run_cli("run", str(config_path), str(reviews_csv), "--no-progress")
 
     assert done.returncode == 2
-    assert done.stderr.startswith("error: prompt: template refused by the sandbox")
+    assert done.stderr.startswith("error: prompt.template (evil.jinja): template refused by the sandbox")
     assert done.stderr.count("\n") == 1, done.stderr
 
 

@@ -310,7 +310,7 @@ def test_template_file_reaching_for_python_internals_is_refused_before_any_model
 
     err = capsys.readouterr().err
     assert status == 2
-    assert err.startswith("error: prompt: template refused by the sandbox: ") and err.count("\n") == 1, err
+    assert err.startswith("error: prompt.template (evil.jinja): template refused by the sandbox: ") and err.count("\n") == 1, err
     assert fake_server.stats.requests == 0
     assert not cache_path.exists()
 

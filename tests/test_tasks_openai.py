@@ -83,7 +83,7 @@ def test_question_answering_multilabel_and_entity_matching_through_the_api(fake_
         assert [res.label for _, res in results[task_type].rows()] == expected, task_type
 
     qa = results["question_answering"]
-    assert [res.error for _, res in qa.rows()] == ["", "answer not found in context", ""]
+    assert [res.error for _, res in qa.rows()] == ["", "answer not found in passage", ""]
     assert qa.metrics == {"exact_match": 2 / 3, "f1": 2 / 3, "answerable_accuracy": 1.0}
     assert results["multilabel_classification"].metrics["exact_set_accuracy"] == 0.5
     assert results["entity_matching"].metrics["accuracy"] == 1.0

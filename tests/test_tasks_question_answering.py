@@ -21,12 +21,30 @@ def task():
 
 
 def test_config_must_name_the_context_and_question_columns():
-    with pytest.raises(ConfigError, match=r"^dataset.input_columns: question_answering needs two columns, the context then the question$"):
+    with pytest.raises(
+        ConfigError, match=r"^dataset.input_columns: question_answering needs the context \(or options\) and the question columns$"
+    ):
         load_config({"task_name": "qa", "task_type": "question_answering", "dataset": {"input_columns": ["passage"]}})
 
 
-def test_templates_see_context_and_question_whatever_the_columns_are_called(task):
-    assert task.render_inputs(ROW) == {"context": CONTEXT, "question": ROW["question"]}
+def test_templates_see_each_column_by_its_name_and_as_context_and_question(task):
+    inputs = task.render_inputs(ROW)
+    assert inputs == {"passage": CONTEXT, "question": ROW["question"]}
+    assert task.template_aliases(inputs) == {"context": CONTEXT, "question": ROW["question"]}
+
+
+@pytest.mark.parametrize(
+    ("columns", "question", "context"),
+    [
+        (["passage", "query"], "query", ["passage"]),  # no column called question: the last one is
+        (["question", "options"], "question", ["options"]),  # Autolabel's sciq order
+        (["title", "body", "Question"], "Question", ["title", "body"]),
+    ],
+)
+def test_the_question_is_the_column_called_question_else_the_last(columns, question, context):
+    config = load_config({"task_name": "qa", "task_type": "question_answering", "dataset": {"input_columns": columns}})
+    qa = get_task_class(config.task_type)(config)
+    assert (qa.question_column, qa.context_columns) == (question, context)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +77,7 @@ def test_answer_offset_is_kept_in_the_details(task):
 
 def test_answer_not_in_the_context_is_kept_and_flagged(task):
     parsed = task.parse("Answer: 1910", ROW)
-    assert (parsed.label, parsed.error) == ("1910", "answer not found in context")
+    assert (parsed.label, parsed.error) == ("1910", "answer not found in passage")
     assert task.parse("Answering: 1908", ROW).label == "Answering: 1908"  # only a whole word "answer" is a prefix
 
 
@@ -85,20 +103,20 @@ CASTELL = {
             ROW,
             "The answer to this question is: The Harlow Bridge was owned by the Harlow Bridge Company.",
             "The Harlow Bridge was owned by the Harlow Bridge Company.",
-            "answer not found in context",
+            "answer not found in passage",
         ),
         (
             CASTELL,
             "The Castell Seed Library is a non-profit organization that helps preserve rare bean varieties.",
             "The Castell Seed Library is a non-profit organization that helps preserve rare bean varieties.",
-            "answer not found in context",
+            "answer not found in passage",
         ),
         (  # the model went on writing a few-shot example: its first line is the answer, and not a span
             CASTELL,
             "Context: The old mill at Keel Point was built in 1871. It ground flour until 1930.\n"
             "Question: How many members does the old mill at Keel Point have?\nAnswer:",
             "Context: The old mill at Keel Point was built in 1871. It ground flour until 1930.",
-            "answer not found in context",
+            "answer not found in passage",
         ),
     ],
 )

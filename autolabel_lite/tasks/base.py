@@ -55,8 +55,12 @@ class Task(ABC):
         return self.input_columns
 
     def render_inputs(self, row: Mapping[str, Any]) -> dict[str, str]:
-        """Template variables for one row (values are data, never template source)."""
+        """The row's input columns as text, by column name (values are data, never template source)."""
         return {column: _as_text(row.get(column)) for column in self.input_columns}
+
+    def template_aliases(self, inputs: Mapping[str, str]) -> dict[str, str]:
+        """Extra template variables for a row's inputs, by the roles the task gives them."""
+        return {}
 
     def prompt_variables(self) -> dict[str, Any]:
         """Variables shared by every row's prompt (label lists, entity types)."""

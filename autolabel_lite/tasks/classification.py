@@ -7,7 +7,6 @@ import re
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 from . import TASKS
 from .base import Parsed, Task
@@ -75,6 +74,8 @@ class ClassificationTask(Task):
         return normalise(predicted) == normalise(gold)
 
     def metrics(self, predicted: list[str], gold: list[str]) -> dict[str, float]:
+        from sklearn.metrics import accuracy_score, f1_score
+
         by_norm = {normalise(label): label for label in self.config.prompt.label_names}
         # Integer codes, not strings: scikit-learn turns string labels into fixed-width unicode
         # arrays and sorts them, ~200 MB for a million rows; codes cost 8 bytes a row.

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.preprocessing import MultiLabelBinarizer
 
 from . import TASKS
 from .base import Parsed, Task
@@ -104,6 +102,9 @@ class MultilabelClassificationTask(Task):
         return self._label_set(predicted) == self._label_set(gold)
 
     def metrics(self, predicted: list[str], gold: list[str]) -> dict[str, float]:
+        from sklearn.metrics import accuracy_score, f1_score
+        from sklearn.preprocessing import MultiLabelBinarizer
+
         pred_sets = [self._label_set(p) for p in predicted]
         gold_sets = [self._label_set(g) for g in gold]
         extra = sorted(set().union(*gold_sets, *pred_sets) - set(self.labels))

@@ -1,8 +1,10 @@
 """Extractive question answering (SQuAD 2.0 style): the label is a span of the context
 or the literal ``unanswerable``.
 
-``dataset.input_columns`` names two columns, the context then the question; templates
-see them as ``context`` and ``question`` whatever the columns are called.
+``dataset.input_columns`` names the question column and the context columns the answer
+is taken from (a passage; the options of a multiple-choice question). The question is the
+column called ``question``, else the last one; the others, joined, are the context.
+Templates see each column by its own name, and also as ``context`` and ``question``.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import string
 from collections import Counter
 from typing import Any, Mapping
 
-from sklearn.metrics import accuracy_score
 
 from . import TASKS
 from .base import Parsed, Task, find_occurrences
 from .classification import normalise
 
 UNANSWERABLE = "unanswerable"
-NOT_FOUND = "answer not found in context"
+NOT_FOUND = "answer not found in {context}"
 # Spans scored per row besides `unanswerable`: bounds the packed scoring pass on long contexts.
 MAX_SPAN_CANDIDATES = 64
 MAX_SPAN_WORDS = 6
@@ -115,23 +116,42 @@ class QuestionAnsweringTask(Task):
 
     @classmethod
     def check_config(cls, config) -> None:
-        if len(config.dataset.input_columns) != 2:
-            raise ValueError("dataset.input_columns: question_answering needs two columns, the context then the question")
+        if len(config.dataset.input_columns) < 2:
+            raise ValueError(
+                "dataset.input_columns: question_answering needs the context (or options) and the question columns"
+            )
 
-    def render_inputs(self, row: Mapping[str, Any]) -> dict[str, str]:
-        context_column, question_column = self.input_columns
-        values = super().render_inputs(row)
-        return {"context": values[context_column], "question": values[question_column]}
+    @property
+    def question_column(self) -> str:
+        named = [c for c in self.input_columns if c.casefold() == "question"]
+        return named[0] if len(named) == 1 else self.input_columns[-1]
+
+    @property
+    def context_columns(self) -> list[str]:
+        return [c for c in self.input_columns if c != self.question_column]
+
+    @property
+    def context_name(self) -> str:
+        """How the prompt and errors call the context: its column names ("the passage", "the options")."""
+        return " and ".join(c.replace("_", " ") for c in self.context_columns)
+
+    def template_aliases(self, inputs: Mapping[str, str]) -> dict[str, str]:
+        context = "\n".join(inputs[c] for c in self.context_columns)
+        return {"context": context, "question": inputs[self.question_column]}
+
+    def _context_and_question(self, row: Mapping[str, Any]) -> tuple[str, str]:
+        aliases = self.template_aliases(self.render_inputs(row))
+        return aliases["context"], aliases["question"]
 
     def prompt_variables(self) -> dict[str, Any]:
-        return {**super().prompt_variables(), "unanswerable": UNANSWERABLE}
+        return {**super().prompt_variables(), "unanswerable": UNANSWERABLE, "context_name": self.context_name}
 
     def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
         """`unanswerable`, then up to MAX_SPAN_CANDIDATES spans: the short sentences sharing
         most words with the question, and the chunks of every sentence, best sentences first."""
-        inputs = self.render_inputs(row)
-        question_words = {w.strip(_EDGE_PUNCTUATION).lower() for w in inputs["question"].split()} - _STOPWORDS
-        sentences = [s for s in _SENTENCE_END.split(inputs["context"].strip()) if s]
+        context, question = self._context_and_question(row)
+        question_words = {w.strip(_EDGE_PUNCTUATION).lower() for w in question.split()} - _STOPWORDS
+        sentences = [s for s in _SENTENCE_END.split(context.strip()) if s]
 
         def overlap(sentence: str) -> int:
             return len(question_words & {w.strip(_EDGE_PUNCTUATION).lower() for w in sentence.split()})
@@ -153,7 +173,7 @@ class QuestionAnsweringTask(Task):
         said = normalise(answer).rstrip(".!")
         if said == UNANSWERABLE:
             return Parsed(UNANSWERABLE)
-        context = self.render_inputs(row)["context"]
+        context, _ = self._context_and_question(row)
         # Models add a full stop or quotes the span does not have: try the answer as written, then trimmed.
         for attempt in dict.fromkeys((answer, answer.rstrip(".,;:!?"), answer.strip(_EDGE_PUNCTUATION))):
             spans = find_occurrences(context, attempt)
@@ -162,7 +182,7 @@ class QuestionAnsweringTask(Task):
                 return Parsed(context[start:end], details={"answer_start": start})
         if said in _NO_ANSWER:  # "none" can be a span of the context too, so only after looking there
             return Parsed(UNANSWERABLE)
-        return Parsed(answer, NOT_FOUND)
+        return Parsed(answer, NOT_FOUND.format(context=self.context_name))
 
     def example_label(self, value: Any) -> str:
         text = "" if value is None else str(value)
@@ -172,6 +192,8 @@ class QuestionAnsweringTask(Task):
         return bool(predicted.strip()) and _answer_tokens(predicted) == _answer_tokens(gold)
 
     def metrics(self, predicted: list[str], gold: list[str]) -> dict[str, float]:
+        from sklearn.metrics import accuracy_score
+
         count = max(len(gold), 1)
         return {
             "exact_match": sum(map(self.is_correct, predicted, gold)) / count,
