@@ -158,6 +158,9 @@ class PromptConfig(_Strict):
     # model on the banking and civil_comments seed sets (bench/confidence_study.md), so it is the default.
     label_scoring: Literal["sum", "mean", "calibrated"] = "calibrated"
     max_output_tokens: int = Field(64, ge=1)
+    # Generated answers follow the task's JSON schema: sent as response_format to API servers,
+    # enforced by constrained decoding on local models (structured.py). Off: free text, parsed.
+    structured_output: bool = True
 
     @field_validator("labels")
     @classmethod

@@ -178,9 +178,12 @@ class Labeler:
                 "logprobs": scores[best].logprobs,
             }
         else:
-            generation, hit = await self.generate(prompt)
+            generation, hit = await self.generate(prompt, **self._structure(prepared, labels))
             output = generation.text
-            answer = chain_of_thought_answer(generation.text) if self.config.prompt.chain_of_thought else generation.text
+            if self.config.prompt.chain_of_thought:
+                answer = chain_of_thought_answer(generation.text)
+            else:
+                answer = self.task.answer_text(generation.text)
             parsed = self.task.parse(answer, prepared)
             details = {"raw_output": generation.text, "tokens": generation.tokens, "logprobs": generation.logprobs}
         details.update(parsed.details)  # what the task derived while checking (NER: entity offsets)
@@ -189,6 +192,18 @@ class Labeler:
         if self.confidence is not None and parsed.label:
             await self._add_confidence(result, Labeled(prompt, prepared, parsed.label, output, details))
         return result
+
+    def _structure(self, row: Mapping[str, Any], labels: list[str] | None) -> dict[str, Any]:
+        """Generation parameters asking for the task's JSON shape (none while reasoning comes first)."""
+        prompt_config = self.config.prompt
+        schema = self.task.output_schema(labels) if prompt_config.structured_output else None
+        if schema is None or prompt_config.chain_of_thought:
+            return {}
+        params: dict[str, Any] = {"response_format": schema}
+        source = self.task.copy_source(row)
+        if source is not None and self.provider.is_local:
+            params["copy_from"] = source
+        return params
 
     async def _add_confidence(self, result: RowResult, labeled: Labeled) -> None:
         """Confidence step: score the row's label with the verifier. When that fails the label

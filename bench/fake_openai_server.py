@@ -270,8 +270,8 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
 class FakeOpenAIServer:
     """An OpenAI-compatible HTTP server on its own event loop in a background thread.
 
-    ``latency``, ``fault_rate``, ``faults``, ``retry_after``, ``hang_seconds`` and
-    ``responder`` are plain attributes, read on every request, so tests may change them
+    ``latency``, ``fault_rate``, ``faults``, ``retry_after``, ``hang_seconds``,
+    ``accepts_response_format`` and ``responder`` are plain attributes, read on every request, so tests may change them
     while the server runs; ``script`` is a property (assigning it replaces what is left).
     """
 
@@ -289,6 +289,7 @@ class FakeOpenAIServer:
         retry_after: str | float | None = "0",
         hang_seconds: float = 30.0,
         model: str = "fake-model",
+        accepts_response_format: bool = True,
     ) -> None:
         """
         Args:
@@ -309,6 +310,8 @@ class FakeOpenAIServer:
             hang_seconds: how long a ``timeout`` fault hangs before closing the connection;
                 make it longer than the client's timeout.
             model: the model id listed by ``GET /v1/models`` (responses echo the request's).
+            accepts_response_format: False answers a chat request carrying ``response_format``
+                with HTTP 400 naming that parameter, as servers without structured output do.
         """
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("fault_rate must be between 0 and 1")
@@ -325,6 +328,7 @@ class FakeOpenAIServer:
         self.retry_after = retry_after
         self.hang_seconds = hang_seconds
         self.model = model
+        self.accepts_response_format = accepts_response_format
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._script = collections.deque(self._initial_script)
@@ -564,6 +568,8 @@ class FakeOpenAIServer:
         messages = request.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _HTTPError(400, "'messages' must be a non-empty list", "messages")
+        if "response_format" in request and not self.accepts_response_format:
+            raise _HTTPError(400, "Unrecognized request argument supplied: response_format", "response_format")
         n = _int_param(request, "n", 1, 1, 128)
         max_tokens = _int_param(request, "max_completion_tokens", None, 1, 1 << 20)
         if max_tokens is None:

@@ -7,7 +7,7 @@ import pytest
 
 from autolabel_lite.config import load_config
 from autolabel_lite.tasks import get_task_class
-from autolabel_lite.tasks.base import find_occurrences
+from autolabel_lite.spans import find_occurrences
 
 
 @pytest.mark.parametrize(

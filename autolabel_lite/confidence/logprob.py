@@ -17,7 +17,7 @@ import math
 from collections import Counter
 
 from ..errors import ProviderError
-from ..tasks.base import find_occurrences
+from ..spans import find_occurrences
 from . import METHODS
 from .base import Confidence, ConfidenceMethod, Labeled, splits_labels
 

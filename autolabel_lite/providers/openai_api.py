@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..errors import ProviderError
+from ..structured import response_format
 from . import PROVIDERS
 from .base import Generation, Provider, SequenceScore
 
@@ -75,11 +77,17 @@ def describe_api_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
 
 
+def _names_response_format(exc: openai.BadRequestError) -> bool:
+    return getattr(exc, "param", None) == "response_format" or "response_format" in str(exc)
+
+
 @PROVIDERS.register("openai")
 class OpenAIProvider(Provider):
     def __init__(self, config) -> None:
         super().__init__(config)
         self._client: openai.AsyncOpenAI | None = None
+        # False once the server has answered 400 to a response_format (older llama.cpp, some proxies).
+        self._schemas_accepted = True
 
     @property
     def base_url(self) -> str | None:
@@ -153,7 +161,22 @@ class OpenAIProvider(Provider):
         }
         if "seed" in params:
             request["seed"] = params["seed"]
-        response = await self._call(self.client.chat.completions.create, **request)
+        if "response_format" in params and self._schemas_accepted:
+            request["response_format"] = response_format(params["response_format"], "answer")
+        try:
+            response = await self._call(self.client.chat.completions.create, **request)
+        except openai.BadRequestError as exc:
+            if "response_format" not in request or not _names_response_format(exc):
+                raise
+            if self._schemas_accepted:
+                self._schemas_accepted = False  # for the rest of the run: one warning, not one per row
+                warnings.warn(
+                    f"the model server refused response_format ({describe_api_error(exc)}); "
+                    "answers are requested as free text and parsed",
+                    stacklevel=2,
+                )
+            del request["response_format"]
+            response = await self._call(self.client.chat.completions.create, **request)
         choice = response.choices[0]
         text = choice.message.content or ""
         content = choice.logprobs.content if choice.logprobs and choice.logprobs.content else []

@@ -39,6 +39,7 @@ class TransformersProvider(Provider):
         self._stop_ids: set[int] = set()
         self._cache = None  # keys/values of the last prompt, reused across rows
         self._cache_ids: list[int] = []
+        self._vocab_texts: list[str] | None = None
         # One worker: the model is not thread-safe and already uses every core.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autolabel-model")
         self.prefix_reuse = bool(config.params.get("prefix_reuse", True))
@@ -188,10 +189,50 @@ class TransformersProvider(Provider):
 
     # -- generation ----------------------------------------------------------------------
 
+    @property
+    def _vocab(self) -> list[str]:
+        """Each token id's text, for constrained decoding (decoded once per model)."""
+        if self._vocab_texts is None:
+            tokenizer = self._tokenizer
+            self._vocab_texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        return self._vocab_texts
+
+    def _generate_structured(self, prompt: "Prompt", params: dict[str, Any]) -> Generation:
+        """Greedy decoding constrained to ``params["response_format"]`` (a JSON schema; see structured.py)."""
+        import torch
+
+        from ..structured import ConstrainedDecoder
+
+        tokenizer = self._tokenizer
+        ids = self._prompt_ids(prompt)
+        fed = [len(ids)]
+
+        def step(new_ids: list[int]):
+            logits = self._forward(new_ids, list(range(fed[0], fed[0] + len(new_ids))), logits_to_keep=1)
+            fed[0] += len(new_ids)
+            return torch.log_softmax(logits[-1].float(), dim=-1)
+
+        decoder = ConstrainedDecoder(
+            step=step,
+            ranked=lambda scores: torch.argsort(scores, descending=True).tolist(),
+            vocab=self._vocab,
+            encode=lambda text: tokenizer(text, add_special_tokens=False).input_ids,
+            stop_ids=self._stop_ids,
+            max_tokens=int(params.get("max_tokens", 64)),
+        )
+        try:
+            decoder.start(self._run_prompt(ids))
+            decoded = decoder.decode(params["response_format"], params.get("copy_from"))
+        finally:
+            self._crop(len(ids))
+        return Generation(text=decoded.text, tokens=decoded.pieces, logprobs=decoded.logprobs)
+
     def _generate_sync(self, prompt: "Prompt", params: dict[str, Any]) -> Generation:
         import torch
 
         self._ensure_loaded()
+        if params.get("response_format") is not None:
+            return self._generate_structured(prompt, params)
         tokenizer = self._tokenizer
         max_tokens = int(params.get("max_tokens", 64))
         temperature = float(params.get("temperature", 0.0))

@@ -7,10 +7,11 @@ label against the row, and how to score a column of labels against ground truth.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from ..structured import answer_value
 
 if TYPE_CHECKING:
     from ..config import TaskConfig
@@ -37,6 +38,9 @@ class Task(ABC):
     candidates_vary_by_row: ClassVar[bool] = False
     #: ``prompt.label_scoring`` when the config sets none.
     default_label_scoring: ClassVar[str] = "calibrated"
+    #: The key holding the answer in a structured output (``{"label": ...}``); None when the
+    #: structured output is the label itself (NER's object of entity lists).
+    answer_key: ClassVar[str | None] = None
 
     def __init__(self, config: "TaskConfig") -> None:
         self.config = config
@@ -78,6 +82,20 @@ class Task(ABC):
         """The model output a scored row stands for (parsed like generated text): the most probable candidate."""
         return candidates[max(range(len(candidates)), key=probs.__getitem__)]
 
+    def output_schema(self, labels: list[str] | None = None) -> dict[str, Any] | None:
+        """The JSON schema a generated answer must follow (see structured.py), or None to
+        leave the model's text free; ``labels`` narrows a label list for this row."""
+        return None
+
+    def copy_source(self, row: Mapping[str, Any]) -> str | None:
+        """The text a local model's structured answer strings must be copied from, if any."""
+        return None
+
+    def answer_text(self, output: str) -> str:
+        """The answer inside a structured output, else the output as written (a server that ignored the schema)."""
+        value = answer_value(output, self.answer_key) if self.answer_key else None
+        return output if value is None else value
+
     @abstractmethod
     def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
         """Turn the model's raw output into a label, flagging what does not fit the row."""
@@ -102,23 +120,3 @@ class Task(ABC):
 
 def _as_text(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def find_occurrences(text: str, needle: str) -> list[tuple[int, int]]:
-    """(start, end) of every place ``needle`` occurs in ``text`` as whole words.
-
-    Exact-case occurrences win; without any, case and runs of whitespace are ignored
-    (models re-case and re-space what they copy). A needle never matches inside a word,
-    so "US" is not found in "bus".
-    """
-    words = needle.split()
-    if not words:
-        return []
-    body = r"\s+".join(re.escape(word) for word in words)
-    head = r"(?<!\w)" if re.match(r"\w", words[0]) else ""
-    tail = r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
-    for flags in (0, re.IGNORECASE):
-        spans = [m.span() for m in re.finditer(head + body + tail, text, flags)]
-        if spans:
-            return spans
-    return []

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from ..structured import object_schema
 from . import TASKS
 from .base import Parsed, Task
 
@@ -61,8 +62,13 @@ class ClassificationTask(Task):
         if not config.prompt.labels:
             raise ValueError("prompt.labels: must be a non-empty list of strings")
 
+    answer_key = "label"
+
     def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
         return self.config.prompt.label_names
+
+    def output_schema(self, labels: list[str] | None = None) -> dict[str, Any] | None:
+        return object_schema({"label": {"type": "string", "enum": list(labels or self.config.prompt.label_names)}})
 
     def parse(self, text: str, row: Mapping[str, Any]) -> Parsed:
         label = match_label(text, self.config.prompt.label_names)

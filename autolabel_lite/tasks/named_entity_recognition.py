@@ -15,8 +15,10 @@ import re
 from typing import Any, Callable, Mapping
 
 from ..errors import DataError
+from ..structured import object_schema
 from . import TASKS
-from .base import Parsed, Task, find_occurrences
+from ..spans import find_occurrences
+from .base import Parsed, Task
 from .classification import _short, match_label, normalise
 
 # Dropped entities named in a row's _error (all are counted).
@@ -114,6 +116,12 @@ class NamedEntityRecognitionTask(Task):
 
     def prompt_variables(self) -> dict[str, Any]:
         return {**super().prompt_variables(), "empty_answer": self.render_label({})}
+
+    def output_schema(self, labels: list[str] | None = None) -> dict[str, Any] | None:
+        return object_schema({kind: {"type": "array", "items": {"type": "string"}} for kind in self.types})
+
+    def copy_source(self, row: Mapping[str, Any]) -> str | None:
+        return self.render_inputs(row)[self.input_columns[0]]
 
     def _type_of(self, name: str) -> str | None:
         """A configured type for a model's type name: as match_label, or an abbreviation (PER, LOC, ORG, MISC)."""

@@ -15,8 +15,10 @@ from collections import Counter
 from typing import Any, Mapping
 
 
+from ..structured import object_schema
 from . import TASKS
-from .base import Parsed, Task, find_occurrences
+from ..spans import find_occurrences
+from .base import Parsed, Task
 from .classification import normalise
 
 UNANSWERABLE = "unanswerable"
@@ -145,6 +147,12 @@ class QuestionAnsweringTask(Task):
 
     def prompt_variables(self) -> dict[str, Any]:
         return {**super().prompt_variables(), "unanswerable": UNANSWERABLE, "context_name": self.context_name}
+
+    answer_key = "answer"
+
+    def output_schema(self, labels: list[str] | None = None) -> dict[str, Any] | None:
+        # Not constrained to spans of the context: the answer may be "unanswerable".
+        return object_schema({"answer": {"type": "string"}})
 
     def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
         """`unanswerable`, then up to MAX_SPAN_CANDIDATES spans: the short sentences sharing
