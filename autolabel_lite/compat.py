@@ -43,8 +43,8 @@ IGNORED = {
     "prompt": {
         "vector_store_params": "examples are compared in memory",
         "label_selection_threshold": "label_selection_count decides",
-        "json_mode": "labels are parsed from plain text",
-        "output_format": "labels are parsed from plain text",
+        "json_mode": "structured output is prompt.structured_output (on by default)",
+        "output_format": "structured output is prompt.structured_output (on by default)",
     },
 }
 # Keys we cannot honour: the reason is the error.
