@@ -13,7 +13,7 @@ from typing import Any
 
 from .cache import Cache, RowResult, stable_hash
 from .config import TaskConfig, load_config
-from .dataset import Dataset
+from .dataset import Dataset, row_digest
 from .errors import ConfigError
 from .fewshot import ExampleSelector, load_examples
 from .labeler import Labeler
@@ -152,8 +152,8 @@ class LabelingAgent:
     def label(self, dataset: str | os.PathLike, max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
         """Label the rows without applying the threshold policy (plan() uses this on seed rows)."""
         data = self.open_dataset(dataset)
+        cache = Cache(self.cache_location)  # a bad cache location is reported before any model loads
         provider = self.provider
-        cache = Cache(self.cache_location)
         run_key = self.run_key(data)
         verifier = self.verifier if self.config.model.compute_confidence else None
         labeler = Labeler(self.task, provider, self.prompt_builder, self.selector, cache, verifier)
@@ -203,6 +203,7 @@ class LabelingAgent:
                     raise
                 except Exception as exc:  # one row's failure must not end the run
                     result = RowResult(index, error=describe_error(exc), final=False)
+                result.input_digest = row_digest(row, self.task.input_columns)
                 stats.add(result)
                 finished.append(result)
                 bar.update(1)

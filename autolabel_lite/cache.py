@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import Boolean, Float, Integer, LargeBinary, String, Text, bindparam, create_engine, event, select
+from sqlalchemy import Boolean, Float, Integer, LargeBinary, String, Text, bindparam, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateTable
 from tenacity import Retrying, retry_if_exception_message, stop_after_delay, wait_random
+
+from .errors import ConfigError
 
 DEFAULT_CACHE = Path(".autolabel_lite") / "cache.sqlite"
 _CHUNK = 500  # stay under SQLite's bound-parameter limit in IN (...) queries
@@ -50,6 +53,8 @@ class RowResultRecord(_Base):
     details: Mapped[str] = mapped_column(Text, default="{}")
     # False when the row failed for a reason worth retrying (the model call failed): a rerun retries it.
     final: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Digest of the row's input values when it was labeled: export checks it, so a label never lands on another row.
+    input_digest: Mapped[str] = mapped_column(String(32), default="")
 
 
 class EmbeddingRecord(_Base):
@@ -72,6 +77,10 @@ class RowResult:
     cache_hit: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     final: bool = True
+    input_digest: str = ""
+
+
+DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}
 
 
 def _database_url(location: str | os.PathLike | None) -> str:
@@ -80,21 +89,45 @@ def _database_url(location: str | os.PathLike | None) -> str:
     if "://" in text:
         return text
     path = Path(text).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ConfigError(f"cache: {path} is a folder; give a file path (e.g. {path / 'cache.sqlite'}) or a database URL")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cache: cannot create the folder for {path}: {exc.strerror}") from None
     return f"sqlite:///{path}"
+
+
+def _engine(url: str) -> Engine:
+    """The engine for ``url``; a malformed URL or a missing driver is one line naming what to do."""
+    try:
+        return create_engine(url)
+    except NoSuchModuleError:  # before ArgumentError, its base class
+        raise ConfigError(f"cache: unknown database type in {url!r}; use a file path, sqlite:///… or postgresql+psycopg://…") from None
+    except ArgumentError as exc:
+        raise ConfigError(f"cache: {url!r} is not a database URL or file path ({exc})") from None
+    except ModuleNotFoundError as exc:
+        extra = DRIVER_EXTRAS.get(exc.name or "", None)
+        hint = f"pip install 'autolabel-lite[{extra}]'" if extra else f"install the {exc.name} package"
+        raise ConfigError(f"cache: {url.split('://')[0]} needs its database driver: {hint}") from None
 
 
 class Cache:
     def __init__(self, location: str | os.PathLike | None = None) -> None:
         self.url = _database_url(location)
-        self.engine: Engine = create_engine(self.url)
+        self.engine: Engine = _engine(self.url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         # IF NOT EXISTS, not create_all's check-then-create: two processes opening a new
         # cache at once both saw no table, and the second CREATE failed.
-        with self.engine.begin() as connection:
-            for table in _Base.metadata.sorted_tables:
-                connection.execute(CreateTable(table, if_not_exists=True))
+        try:
+            with self.engine.begin() as connection:
+                for table in _Base.metadata.sorted_tables:
+                    connection.execute(CreateTable(table, if_not_exists=True))
+                _add_missing_columns(connection)
+        except OperationalError as exc:
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+            raise ConfigError(f"cache: cannot open {self.url}: {reason}") from None
         self._reader: Connection | None = None
         compiled = _CALL_BY_KEY.compile(dialect=self.engine.dialect)
         self._lookup_sql, self._lookup_positional = str(compiled), compiled.positional
@@ -152,6 +185,7 @@ class Cache:
                 "error": r.error,
                 "details": json.dumps(r.details),
                 "final": r.final,
+                "input_digest": r.input_digest,
             }
             for r in results
         ]
@@ -166,7 +200,13 @@ class Cache:
         with Session(self.engine) as session:
             return {
                 rec.row_index: RowResult(
-                    rec.row_index, rec.label, rec.confidence, rec.error, details=json.loads(rec.details), final=rec.final
+                    rec.row_index,
+                    rec.label,
+                    rec.confidence,
+                    rec.error,
+                    details=json.loads(rec.details),
+                    final=rec.final,
+                    input_digest=rec.input_digest or "",
                 )
                 for rec in session.scalars(query)
             }
@@ -195,6 +235,16 @@ class Cache:
             self._reader.close()
             self._reader = None
         self.engine.dispose()
+
+
+def _add_missing_columns(connection: Connection) -> None:
+    """Columns added since a cache was created (its rows keep working; new ones fill them)."""
+    for table in _Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=connection.dialect)
+                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 from .errors import AutolabelError
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, output_help: str) -> None:
     parser.add_argument("config", help="task config JSON file")
     parser.add_argument("data", help="CSV, JSONL or Parquet file to label")
-    parser.add_argument("--output", "-o", type=Path, help="where to write the labeled CSV")
+    parser.add_argument("--output", "-o", type=Path, help=output_help)
     parser.add_argument("--max-rows", type=int, help="label only the first N rows")
     parser.add_argument("--concurrency", type=int, help="requests in flight for API providers")
     parser.add_argument("--provider", help="override model.provider (embedded, transformers, openai)")
@@ -26,12 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autolabel-lite", description="Label a dataset with a language model.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="label every row and write a CSV")
-    _common(run)
+    _common(run, "where to write the labeled CSV (default: <data>_<task>_labeled.csv beside the data)")
     run.add_argument("--only-accepted", action="store_true", help="write only accepted rows to --output")
     run.add_argument("--rejected", type=Path, help="also write the rejected rows to this CSV")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     plan = commands.add_parser("plan", help="show the prompt, estimate tokens and cost, and tune the threshold on seed rows")
-    _common(plan)
+    _common(plan, "names the quality-vs-completion plot: written as <output stem>_plan.png beside it")
     plan.add_argument(
         "--seed",
         type=_seed,
@@ -60,9 +60,12 @@ def _agent(args):
 
 
 def cmd_run(args) -> int:
+    from .files import check_outputs
+
     agent = _agent(args)
-    result = agent.run(args.data, max_rows=args.max_rows, progress=False if args.no_progress else None)
     output = args.output or Path(args.data).with_name(Path(args.data).stem + f"_{agent.config.task_name}_labeled.csv")
+    check_outputs([args.data], {"--output": output, "--rejected": args.rejected})  # before any model call
+    result = agent.run(args.data, max_rows=args.max_rows, progress=False if args.no_progress else None)
     written = result.to_csv(output, only_accepted=args.only_accepted)
     print(result.summary(), file=sys.stderr)
     print(f"wrote {written} rows to {output}", file=sys.stderr)
@@ -75,8 +78,11 @@ def cmd_run(args) -> int:
 def cmd_plan(args) -> int:
     import json
 
+    from .files import check_outputs
+
     agent = _agent(args)
     plot = args.output.with_name(args.output.stem + "_plan.png") if args.output else None
+    check_outputs([args.data, *([args.seed] if isinstance(args.seed, Path) else [])], {"--output": plot})
     plan = agent.plan(args.data, seed=args.seed, max_rows=args.max_rows, plot=plot, progress=False if args.no_progress else None)
     print(json.dumps(plan.to_dict(), indent=2, allow_nan=False) if args.json else plan)
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import json
 import os
 import sys
@@ -30,6 +31,12 @@ PARQUET_BATCH_ROWS = 1024
 
 # A labeling input may hold whole documents in one cell: the csv module's 128 KiB default is too small.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+def row_digest(row: dict[str, str], columns: list[str]) -> str:
+    """A short digest of a row's values in ``columns``: labels are joined back only onto the rows they were made for."""
+    payload = json.dumps([row.get(column, "") for column in columns], ensure_ascii=False)
+    return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
 
 
 def _as_text(value: Any) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
+from .files import replaced_when_done
 from .policy import (
     OperatingPoint,
     SavedThreshold,
@@ -388,6 +389,7 @@ def _plot(report: SeedReport, path: Path) -> Path | None:
     axes.legend(loc="best")
     axes.set_title(f"label quality vs completion on {report.rows} seed rows")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    with replaced_when_done(path) as staging:
+        figure.savefig(staging, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     plt.close(figure)
     return path.resolve()

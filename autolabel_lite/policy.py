@@ -30,6 +30,7 @@ import numpy as np
 
 from .cache import DEFAULT_CACHE
 from .errors import ConfigError, DataError
+from .files import replaced_when_done
 
 if TYPE_CHECKING:
     from .config import ThresholdConfig
@@ -393,9 +394,8 @@ class SavedThreshold:
     def save(self, tuning_key: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"tuning_key": tuning_key, "seed": self.seed, "seed_rows": self.seed_rows, "decision": self.decision.to_dict()}
-        staging = self.path.with_suffix(".tmp")
-        staging.write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
-        staging.replace(self.path)  # atomic: a run reading it sees the old file or the new one
+        with replaced_when_done(self.path) as staging:  # a run reading it sees the old file or the new one
+            staging.write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path, tuning_key: str) -> "SavedThreshold | None":

@@ -15,7 +15,9 @@ import numpy as np
 from .cache import Cache, RowResult
 from .confidence import get_method_class
 from .confidence.base import splits_labels
-from .dataset import Dataset
+from .dataset import Dataset, row_digest
+from .errors import DataError
+from .files import check_outputs, replaced_when_done
 from .metrics import confidence_quality
 from .policy import ThresholdDecision
 
@@ -125,8 +127,15 @@ class LabelingResult:
         if not buffer:
             return
         results = self.cache.load_rows(self.run_key, buffer[0][0], buffer[-1][0] + 1)
+        columns = self.task.input_columns
         for index, row in buffer:
-            yield row, results.get(index) or RowResult(index, error="not labeled (run interrupted)")
+            result = results.get(index) or RowResult(index, error="not labeled (run interrupted)")
+            if result.input_digest and result.input_digest != row_digest(row, columns):
+                raise DataError(
+                    f"{self.data.path}: row {index + 1} is not the row that was labeled (the file changed since the run); "
+                    "run again to label the file as it is now"
+                )
+            yield row, result
 
     def records(self) -> Iterator[dict[str, Any]]:
         label, confidence, accepted, error, *detail_columns = self.output_columns
@@ -153,8 +162,9 @@ class LabelingResult:
         return self._write(path, lambda record: record[self.output_columns[2]] != "true")
 
     def _write(self, path, keep) -> int:
+        check_outputs([self.data.path], {"output": path})
         written = 0
-        with open(path, "w", newline="", encoding="utf-8") as handle:
+        with replaced_when_done(path) as staging, open(staging, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=[*self.data.columns, *self.output_columns], extrasaction="ignore")
             writer.writeheader()
             for record in self.records():
