@@ -24,10 +24,6 @@ from .providers import Provider, create_provider
 from .result import LabelingResult, RunStats
 from .tasks import get_task_class
 
-# Results are written to the cache at least this often, so a killed run loses little work.
-FLUSH_EVERY_ROWS = 64
-FLUSH_EVERY_SECONDS = 1.0
-
 
 def describe_error(exc: BaseException) -> str:
     """A one-line reason for a row's ``_error`` column (never an API key: the SDK errors carry none)."""
@@ -175,17 +171,8 @@ class LabelingAgent:
 
         done = cache.done_rows(run_key)
         stats = RunStats(resumed=0)
-        finished: list[RowResult] = []
-        last_flush = time.monotonic()
         bar = tqdm(total=max_rows, disable=not show, unit="row", desc=self.config.task_name)
         rows = enumerate(self.selector.ahead(data.rows(max_rows)))
-
-        def flush() -> None:
-            nonlocal last_flush
-            cache.put_calls(labeler.take_writes())
-            cache.save_rows(run_key, finished)
-            finished.clear()
-            last_flush = time.monotonic()
 
         async def worker() -> None:
             # Each worker pulls the next row when it is free: as many rows in flight as the
@@ -204,11 +191,11 @@ class LabelingAgent:
                 except Exception as exc:  # one row's failure must not end the run
                     result = RowResult(index, error=describe_error(exc), final=False)
                 result.input_digest = row_digest(row, self.task.input_columns)
+                # Committed before it counts: after kill -9 a resumed run redoes only the rows in flight,
+                # and their answered calls come from the cache (each was stored as it arrived).
+                cache.save_row(run_key, result)
                 stats.add(result)
-                finished.append(result)
                 bar.update(1)
-                if len(finished) >= FLUSH_EVERY_ROWS or time.monotonic() - last_flush > FLUSH_EVERY_SECONDS:
-                    flush()
 
         workers = [asyncio.ensure_future(worker()) for _ in range(labeler.provider.concurrency)]
         try:
@@ -217,7 +204,6 @@ class LabelingAgent:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            flush()
             bar.close()
             stats.model_calls = labeler.model_calls
             await labeler.aclose()

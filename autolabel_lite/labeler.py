@@ -46,7 +46,6 @@ class Labeler:
         if self.config.prompt.chain_of_thought:
             self.mode = "generate"  # the model reasons before it answers
         self.model_calls = 0
-        self.pending_writes: dict[str, Any] = {}
         self._calibration: dict[tuple[str, ...], list[list[SequenceScore]]] = {}
         self._calibration_lock = asyncio.Lock()
         self.verifier = verifier or provider
@@ -62,8 +61,6 @@ class Labeler:
         return stable_hash({"op": op, "provider": provider.identity(), "messages": prompt.messages, **extra})
 
     def _lookup(self, key: str) -> Any:
-        if key in self.pending_writes:
-            return self.pending_writes[key]
         return self.cache.get_call(key)
 
     async def generate(self, prompt: Prompt, provider: Provider | None = None, **params: Any) -> tuple[Generation, bool]:
@@ -76,7 +73,7 @@ class Labeler:
             return Generation(**cached), True
         self.model_calls += 1
         generation = await provider.generate(prompt, **params)
-        self.pending_writes[key] = dict(vars(generation))  # shallow: asdict deep-copies every token list
+        self.cache.put_call(key, dict(vars(generation)))  # shallow: asdict deep-copies every token list
         return generation, False
 
     async def score(
@@ -89,12 +86,8 @@ class Labeler:
             return [SequenceScore(**s) for s in cached], True
         self.model_calls += 1
         scores = await provider.score(prompt, continuations)
-        self.pending_writes[key] = [dict(vars(s)) for s in scores]
+        self.cache.put_call(key, [dict(vars(s)) for s in scores])
         return scores, False
-
-    def take_writes(self) -> dict[str, Any]:
-        writes, self.pending_writes = self.pending_writes, {}
-        return writes
 
     # -- rows ----------------------------------------------------------------------------
 

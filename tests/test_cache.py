@@ -185,10 +185,10 @@ def test_a_lookup_sees_calls_another_writer_saved_after_it_started(tmp_path):
 
     path = tmp_path / "cache.sqlite"
     reader, writer = Cache(path), Cache(path)
-    writer.put_calls({"first": {"text": "positive"}})
+    writer.put_call("first", {"text": "positive"})
     assert reader.get_call("first") == {"text": "positive"}
     assert reader.get_call("second") is None
-    writer.put_calls({"second": {"text": "negative", "tokens": ["neg", "ative"]}})
+    writer.put_call("second", {"text": "negative", "tokens": ["neg", "ative"]})
     assert reader.get_call("second") == {"text": "negative", "tokens": ["neg", "ative"]}
     reader.close()
     writer.close()

@@ -31,12 +31,13 @@ def expected_label(index: int) -> str:
     return "positive" if index % 3 else "negative"
 
 
-def kill_mid_run(command: list[str], cache_path, how: signal.Signals, log_path) -> subprocess.Popen:
-    """Start ``command`` and send ``how`` once it has saved some rows but not all."""
+def kill_mid_run(command: list[str], cache_path, how: signal.Signals, log_path, ready=None) -> subprocess.Popen:
+    """Start ``command`` and send ``how`` once ``ready()`` (default: it has saved some rows)."""
+    ready = ready or (lambda: saved_rows(cache_path))
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not saved_rows(cache_path):
+    while not ready():
         if process.poll() is not None:
             pytest.fail(f"the run ended (status {process.returncode}) before it could be interrupted:\n{log_path.read_text()}")
         if time.monotonic() > deadline:
@@ -63,7 +64,9 @@ def test_interrupted_run_resumes_with_every_row_labeled_once(fake_server, api_co
     fake_server.latency = LATENCY_SECONDS
 
     command = [sys.executable, "-m", "autolabel_lite.cli", "run", str(config_path), str(data), "--output", str(output), "--no-progress"]
-    process = kill_mid_run(command, cache_path, how, tmp_path / "run.log")
+    # Killed well into the run, between any two writes a batching cache would make.
+    answered = lambda: fake_server.stats.responses[200] >= ROWS // 3  # noqa: E731
+    process = kill_mid_run(command, cache_path, how, tmp_path / "run.log", ready=answered)
 
     log = (tmp_path / "run.log").read_text()
     if how == signal.SIGKILL:
@@ -89,6 +92,14 @@ def test_interrupted_run_resumes_with_every_row_labeled_once(fake_server, api_co
         for request in fake_server.requests[requests_before:]
     }
     assert not asked_again & saved_before
+    # Every answered call and finished row was committed before it counted: the only rows asked
+    # twice are those whose call was in flight at the kill (at most the concurrency).
+    asked_first = {
+        int(ROW_TEXT.search(request.body["messages"][-1]["content"].rpartition("Now the input to label:")[2]).group(1))
+        for request in fake_server.requests[:requests_before]
+    }
+    assert len(asked_first & asked_again) <= config["model"]["concurrency"]
+    assert len(fake_server.requests) <= ROWS + config["model"]["concurrency"]
 
     rows = read_csv(output)
     assert [r["review"] for r in rows] == [f"Row {i}: a {expected_label(i)} review." for i in range(ROWS)]
