@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import Boolean, Float, Integer, LargeBinary, String, Text, bindparam, create_engine, event, inspect, select, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateTable
@@ -81,6 +81,7 @@ class RowResult:
 
 
 DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
 
 def _database_url(location: str | os.PathLike | None) -> str:
@@ -100,6 +101,13 @@ def _database_url(location: str | os.PathLike | None) -> str:
 
 def _engine(url: str) -> Engine:
     """The engine for ``url``; a malformed URL or a missing driver is one line naming what to do."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise ConfigError(f"cache: {url!r} is not a database URL or file path ({exc})") from None
+    if backend not in SUPPORTED_DIALECTS:
+        # Insert-or-ignore and upsert are written with their ON CONFLICT clauses.
+        raise ConfigError(f"cache: unknown database type in {url!r}; use a file path, sqlite:///… or postgresql+psycopg://…")
     try:
         return create_engine(url)
     except NoSuchModuleError:  # before ArgumentError, its base class
@@ -183,22 +191,19 @@ class Cache:
             query = select(RowResultRecord.row_index).where(RowResultRecord.run_key == run_key, RowResultRecord.final)
             return set(session.scalars(query))
 
-    @staticmethod
-    def _row_record(run_key: str, r: RowResult) -> dict[str, Any]:
-        return {
-            "run_key": run_key,
-            "row_index": r.index,
-            "label": r.label,
-            "confidence": r.confidence,
-            "error": r.error,
-            "details": json.dumps(r.details),
-            "final": r.final,
-            "input_digest": r.input_digest,
-        }
-
     def save_row(self, run_key: str, result: RowResult) -> None:
         """Store one finished row at once, before the run counts it done."""
-        self._execute(self._row_upsert, self._row_record(run_key, result))
+        record = {
+            "run_key": run_key,
+            "row_index": result.index,
+            "label": result.label,
+            "confidence": result.confidence,
+            "error": result.error,
+            "details": json.dumps(result.details),
+            "final": result.final,
+            "input_digest": result.input_digest,
+        }
+        self._execute(self._row_upsert, record)
 
 
     def load_rows(self, run_key: str, start: int, stop: int) -> dict[int, RowResult]:
@@ -223,21 +228,8 @@ class Cache:
     # -- plumbing ------------------------------------------------------------------------
 
     def _upsert(self, table, records: list[dict[str, Any]]) -> None:
-        dialect = self.engine.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            module = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"])
-            statement = module.insert(table)
-            keys = [c.name for c in table.__table__.primary_key.columns]
-            statement = statement.on_conflict_do_update(
-                index_elements=keys,
-                set_={c.name: statement.excluded[c.name] for c in table.__table__.columns if c.name not in keys},
-            )
-            with self.engine.begin() as connection:
-                connection.execute(statement, records)
-        else:
-            with Session(self.engine) as session, session.begin():
-                for record in records:
-                    session.merge(table(**record))
+        with self.engine.begin() as connection:
+            connection.execute(_insert(self.engine.dialect, table, update=True), records)
 
     def close(self) -> None:
         if self._reader is not None:

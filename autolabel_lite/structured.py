@@ -4,11 +4,11 @@ local model write exactly that shape.
 A task describes its answer as a small JSON schema (``Task.output_schema``): an object
 whose properties, in order, are strings (optionally one of an ``enum``) or arrays of
 strings. API providers send the schema as ``response_format``; local providers decode
-with ``constrained_generate``, which lets the model choose only what the schema leaves
+with ``ConstrainedDecoder``, which lets the model choose only what the schema leaves
 open: the structure (braces, keys, quotes, commas) is written for it, and at each step
 of a string the model's most probable token that keeps the answer valid is taken
 (greedy decoding restricted to valid tokens). With ``copy_from``, strings must be
-substrings of that text: what extraction tasks (NER, extractive QA) want.
+whole-word substrings of that text, as NER's entities are.
 
 The answer text is assembled from committed pieces, so it is valid JSON of the schema's
 shape however the model behaves and wherever the token budget runs out.

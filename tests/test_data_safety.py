@@ -168,6 +168,7 @@ def test_bad_data_files_are_one_line(fake_server, api_config, tmp_path, capsys, 
         ("{tmp}", "cache: {tmp} is a folder; give a file path"),
         ("nosuchdb://x/y", "cache: unknown database type in 'nosuchdb://x/y'"),
         ("postgresql+nosuchdriver://u@h/db", "cache: unknown database type"),
+        ("mysql://u@h/db", "cache: unknown database type in 'mysql://u@h/db'"),
         ("sqlite:///{tmp}/no/such/folder/c.sqlite", "cache: cannot open sqlite:///"),
     ],
 )

@@ -201,7 +201,7 @@ class TransformersProvider(Provider):
         """Greedy decoding constrained to ``params["response_format"]`` (a JSON schema; see structured.py)."""
         import torch
 
-        from ..structured import ConstrainedDecoder
+        from ..structured import MAX_RANKED, ConstrainedDecoder
 
         tokenizer = self._tokenizer
         ids = self._prompt_ids(prompt)
@@ -214,7 +214,8 @@ class TransformersProvider(Provider):
 
         decoder = ConstrainedDecoder(
             step=step,
-            ranked=lambda scores: torch.argsort(scores, descending=True).tolist(),
+            # The decoder never looks past MAX_RANKED tokens: a top-k, not a sort of the vocabulary.
+            ranked=lambda scores: torch.topk(scores, min(MAX_RANKED, scores.numel())).indices.tolist(),
             vocab=self._vocab,
             encode=lambda text: tokenizer(text, add_special_tokens=False).input_ids,
             stop_ids=self._stop_ids,
