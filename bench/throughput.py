@@ -119,9 +119,11 @@ def rows_for(latency: float, concurrency: int, seconds: float) -> int:
     return int(min(max(expected * seconds, MIN_ROWS), MAX_ROWS))
 
 
-def label_with_pipeline(base_url: str, concurrency: int, data: Path, cache: Path) -> tuple[float, list[list[dict]]]:
-    """Seconds for ``LabelingAgent.run`` over ``data``, and the chat messages it sends per row."""
+def label_with_pipeline(base_url: str, concurrency: int, data: Path, cache: Path) -> tuple[float, list[dict]]:
+    """Seconds for ``LabelingAgent.run`` over ``data``, and the chat request it sends per row
+    (its messages and, with structured output, its ``response_format``)."""
     from autolabel_lite import LabelingAgent
+    from autolabel_lite.structured import response_format
 
     agent = LabelingAgent(task_config(base_url, concurrency), cache=cache)
     started = time.perf_counter()
@@ -129,22 +131,24 @@ def label_with_pipeline(base_url: str, concurrency: int, data: Path, cache: Path
     seconds = time.perf_counter() - started
     if result.stats.labeled != result.stats.rows or result.stats.errors:
         raise RuntimeError(f"the pipeline did not label every row: {result.summary()}")
-    messages = [agent.prompt_builder.render(row).messages for row in agent.open_dataset(data).rows()]
-    return seconds, messages
+    schema = agent.task.output_schema() if agent.config.prompt.structured_output else None
+    shape = {"response_format": response_format(schema, "answer")} if schema else {}
+    requests = [{"messages": agent.prompt_builder.render(row).messages, **shape} for row in agent.open_dataset(data).rows()]
+    return seconds, requests
 
 
-async def fire_bare_client(base_url: str, concurrency: int, messages: list[list[dict]]) -> float:
+async def fire_bare_client(base_url: str, concurrency: int, requests: list[dict]) -> float:
     """Seconds for the bare AsyncOpenAI client to send every request, ``concurrency`` at a time,
     with the parameters the pipeline's openai provider sends."""
     import openai
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
-    pending = iter(messages)
+    pending = iter(requests)
 
     async def worker() -> None:
         for request in pending:
             await client.chat.completions.create(
-                model="fake-model", messages=request, temperature=0.0, max_tokens=64, logprobs=True, top_logprobs=5
+                model="fake-model", **request, temperature=0.0, max_tokens=64, logprobs=True, top_logprobs=5
             )
 
     started = time.perf_counter()
@@ -162,9 +166,9 @@ def measure(latency: float, concurrency: int, seconds: float, repeats: int, work
     with ServerProcess(latency) as server:
         for repeat in range(repeats):
             cache = workdir / f"cache_{latency}_{concurrency}_{repeat}.sqlite"
-            pipeline_seconds, messages = label_with_pipeline(server.base_url, concurrency, data, cache)
+            pipeline_seconds, requests = label_with_pipeline(server.base_url, concurrency, data, cache)
             pipeline.append(pipeline_seconds)
-            bare.append(asyncio.run(fire_bare_client(server.base_url, concurrency, messages)))
+            bare.append(asyncio.run(fire_bare_client(server.base_url, concurrency, requests)))
     return Cell(latency, concurrency, rows, rows / min(pipeline), rows / min(bare))
 
 
@@ -172,8 +176,8 @@ def warm_up(workdir: Path) -> None:
     """One small run first, so imports and first-use costs stay out of the first cell."""
     data = write_reviews(workdir / "warm_up.csv", 50)
     with ServerProcess() as server:
-        _, messages = label_with_pipeline(server.base_url, 8, data, workdir / "warm_up.sqlite")
-        asyncio.run(fire_bare_client(server.base_url, 8, messages))
+        _, requests = label_with_pipeline(server.base_url, 8, data, workdir / "warm_up.sqlite")
+        asyncio.run(fire_bare_client(server.base_url, 8, requests))
 
 
 def report(cells: list[Cell]) -> str:
