@@ -1,6 +1,7 @@
 """plan(): what a run will cost and, with labeled seed rows, which threshold to use.
 
-A Plan shows the prompt of the first row exactly as the model gets it, counts rows and
+A Plan shows the prompt of the first row exactly as the model gets it (a local model's
+text with its chat template applied; for an API, the messages sent), counts rows and
 tokens, prices them from ``model.pricing``, and — given seed rows with ground truth —
 labels them with confidence, measures accuracy, AUROC and ECE, tabulates label quality
 against completion rate, chooses the config's threshold and saves it for run().
@@ -77,6 +78,8 @@ class Plan:
     model: str
     labeling_mode: str
     prompt: Prompt
+    #: The text a local model reads (chat template applied); None when a server applies its own template.
+    model_text: str | None
     rows: int
     tokens: TokenEstimate
     cost_usd: float | None
@@ -103,7 +106,7 @@ class Plan:
             "provider": self.provider,
             "model": self.model,
             "labeling_mode": self.labeling_mode,
-            "prompt": {"system": self.prompt.system, "user": self.prompt.user},
+            "prompt": {"system": self.prompt.system, "user": self.prompt.user, "model_text": self.model_text},
             "rows": self.rows,
             "tokens": {**vars(self.tokens), "prompt_total": self.prompt_tokens, "output_total": self.output_tokens},
             "cost_usd": self.cost_usd,
@@ -134,8 +137,10 @@ class Plan:
         lines = [
             f"plan for task {self.task_name!r}: {self.provider} model {self.model}, labels {self.labeling_mode}d",
             f"rows: {self.rows:,}",
-            "prompt for the first row:",
-            *(f"  | {line}" for line in _prompt_text(self.prompt).splitlines()),
+            "prompt for the first row, as the model reads it (its chat template applied):"
+            if self.model_text is not None
+            else "prompt for the first row, the messages as sent (the server applies its chat template):",
+            *(f"  | {line}" for line in (self.model_text or _prompt_text(self.prompt)).splitlines()),
             f"tokens ({t.counted_with}, measured on {t.rows_measured} rows): prompt {self.prompt_tokens:,} "
             f"({t.prompt_per_row:.1f}/row), output {self.output_tokens:,} ({t.output_basis})",
             f"cost: {cost}",
@@ -220,12 +225,14 @@ def build_plan(
     labeler = Labeler(agent.task, provider, agent.prompt_builder, agent.selector, Cache(agent.cache_location))
     first_row = next(data.rows(1))
     tokens = _estimate_tokens(agent, labeler, data.rows(min(TOKEN_SAMPLE_ROWS, rows)), first_row)
+    prompt = _prompt(agent, labeler, first_row)
     plan = Plan(
         task_name=agent.config.task_name,
         provider=agent.config.model.provider,
         model=provider.model_name,
         labeling_mode=labeler.mode,
-        prompt=_prompt(agent, labeler, first_row),
+        prompt=prompt,
+        model_text=provider.model_text(prompt),
         rows=rows,
         tokens=tokens,
         cost_usd=None,
@@ -255,7 +262,8 @@ def _estimate_tokens(agent: "LabelingAgent", labeler: "Labeler", sample, first_r
         counted = provider.count_tokens(text)
         return counted if counted is not None else math.ceil(len(text) / CHARS_PER_TOKEN)
 
-    prompt_counts = [count(_prompt(agent, labeler, row).text) for row in sample]
+    prompts = [_prompt(agent, labeler, row) for row in sample]
+    prompt_counts = [count(provider.model_text(prompt) or prompt.text) for prompt in prompts]
     prompt_per_row = sum(prompt_counts) / len(prompt_counts)
     candidates = agent.task.candidates(first_row) if labeler.mode == "score" else None
     if candidates:

@@ -110,6 +110,15 @@ CONFIG_ERRORS = {
         lambda config: changed(config, "prompt", few_shot_examples="shots/examples.csv"),
         "prompt.few_shot_examples: file not found: {folder}/shots/examples.csv",
     ),
+    # A key the model never sees would still change the cache key: refused, not ignored.
+    "model.params a local model does not read": (
+        lambda config: changed(config, "model", provider="transformers", name="tiny", params={"top_p": 0.9}),
+        "model.params: 'top_p' is not read by provider 'transformers' (it reads prefix_reuse, seed, temperature)",
+    ),
+    "model.params.max_tokens": (
+        lambda config: changed(config, "model", params={"max_tokens": 5}),
+        "model.params.max_tokens: the answer length is prompt.max_output_tokens",
+    ),
 }
 
 

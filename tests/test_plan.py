@@ -37,6 +37,7 @@ def test_plan_without_seed_shows_the_first_prompt_and_prices_heuristic_tokens(fa
     assert plan.seed is None and plan.threshold is None
     assert fake_server.stats.by_endpoint["chat"] == 0  # planning without seed rows labels nothing
     text = str(plan)
+    assert plan.model_text is None and "the messages as sent (the server applies its chat template)" in text
     assert "rows: 4" in text and f"cost: ${plan.cost_usd:,.4f}" in text
 
 
@@ -228,6 +229,13 @@ def test_embedded_model_plan_on_seed_rows_then_run_applies_the_saved_threshold(t
     plan = agent.plan(data, seed=6, plot=tmp_path / "plan.png", progress=False)
 
     assert plan.tokens.counted_with == "SmolLM2-135M-Instruct tokenizer" and plan.cost_usd == 0.0
+    # What the model reads: SmolLM2's chat template, which adds its own system line when the config has none.
+    assert plan.prompt.system is None
+    assert plan.model_text == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        f"<|im_start|>user\n{plan.prompt.user}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert "as the model reads it" in str(plan) and "<|im_start|>assistant" in str(plan)
     assert plan.rows == len(read_csv(data)) and plan.prompt_tokens > plan.rows * 20
     report = plan.seed
     assert (report.rows, report.errors, report.with_confidence) == (6, 0, 6)

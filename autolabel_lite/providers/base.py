@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from ..config import ModelConfig
     from ..prompt import Prompt
@@ -45,9 +47,20 @@ class SequenceScore:
 class Provider(ABC):
     #: Local providers score labels by default; API providers generate.
     is_local: ClassVar[bool] = False
+    #: The ``model.params`` keys the provider reads; None: every key goes to the model server as is.
+    known_params: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, config: "ModelConfig") -> None:
         self.config = config
+        # An ignored key would still change the cache key: a silent relabel for nothing.
+        if "max_tokens" in config.params:
+            raise ConfigError("model.params.max_tokens: the answer length is prompt.max_output_tokens")
+        unknown = sorted(set(config.params) - self.known_params) if self.known_params is not None else []
+        if unknown:
+            raise ConfigError(
+                f"model.params: {unknown[0]!r} is not read by provider {config.provider!r} "
+                f"(it reads {', '.join(sorted(self.known_params))})"
+            )
 
     @property
     def model_name(self) -> str:
@@ -71,6 +84,11 @@ class Provider(ABC):
     async def score(self, prompt: "Prompt", continuations: list[str]) -> list[SequenceScore]:
         """Log-probabilities of each continuation's tokens right after the prompt's answer start."""
         raise NotImplementedError(f"provider {self.config.provider!r} cannot score continuations")
+
+    def model_text(self, prompt: "Prompt") -> str | None:
+        """The exact text the model reads for ``prompt`` (chat template applied), or None when a
+        server applies its own template to the messages."""
+        return None
 
     def count_tokens(self, text: str) -> int | None:
         """Token count from the model's own tokenizer, or None when it has none locally."""

@@ -31,6 +31,7 @@ TOP_LOGPROBS = 5
 @PROVIDERS.register("transformers")
 class TransformersProvider(Provider):
     is_local = True
+    known_params = frozenset({"temperature", "seed", "prefix_reuse"})
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -85,13 +86,15 @@ class TransformersProvider(Provider):
         self._model, self._tokenizer = model.eval(), tokenizer
         self._stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(i, int) and i >= 0}
 
-    def _prompt_ids(self, prompt: "Prompt") -> list[int]:
+    def model_text(self, prompt: "Prompt") -> str:
+        self._ensure_loaded()
         tokenizer = self._tokenizer
         if tokenizer.chat_template:
-            text = tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
-        else:
-            text = prompt.text
-        return tokenizer(text, add_special_tokens=False).input_ids
+            return tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+        return prompt.text
+
+    def _prompt_ids(self, prompt: "Prompt") -> list[int]:
+        return self._tokenizer(self.model_text(prompt), add_special_tokens=False).input_ids
 
     def count_tokens(self, text: str) -> int | None:
         self._ensure_loaded()
