@@ -169,6 +169,7 @@ class LabelingAgent:
     async def _label_all(self, data, max_rows, labeler: Labeler, cache: Cache, run_key: str, show: bool) -> RunStats:
         from tqdm import tqdm
 
+        await labeler.prepare(progress=show)
         done = cache.done_rows(run_key)
         stats = RunStats(resumed=0)
         bar = tqdm(total=max_rows, disable=not show, unit="row", desc=self.config.task_name)

@@ -90,10 +90,28 @@ def _registered(value: str, names: list[str], what: str) -> str:
     return value
 
 
-class ConfidenceConfig(_Strict):
-    """How ``model.compute_confidence`` scores each label (see confidence/)."""
+class LearningConfig(_Strict):
+    """The learned labeler (learned.py): the language model's label scores and an embedding
+    view of the row, combined by a fit on the labeled examples (``prompt.few_shot_examples``).
 
-    method: str = "logprob"
+    ``auto`` turns it on for classification and entity matching whenever a local model scores
+    the labels (and always for the ``classifier`` provider); ``true`` insists, ``false`` turns it off.
+    """
+
+    enabled: bool | Literal["auto"] = "auto"
+    #: Out-of-fold fitting: each labeled row's own distribution comes from a fit on the other folds.
+    folds: int = Field(5, ge=2, le=20)
+
+
+class ConfidenceConfig(_Strict):
+    """How ``model.compute_confidence`` scores each label (see confidence/).
+
+    ``auto`` (default): ``learned`` when the learned labeler labels, else ``logprob``. On
+    held-out seed rows (bench/learned_labeler.md) the learned correctness model ranked right
+    labels above wrong ones best.
+    """
+
+    method: str = "auto"
     # The model that scores the labels (same keys as ``model``); default: the labeling model itself.
     verifier: ModelConfig | None = None
     # logprob: the "first" token's probability (the study's definition) or the geometric "mean"
@@ -109,7 +127,7 @@ class ConfidenceConfig(_Strict):
     def _known_method(cls, value: str) -> str:
         from .confidence import method_names
 
-        return _registered(value, method_names(), "confidence method")
+        return _registered(value, ["auto", *method_names()], "confidence method")
 
 
 class EmbeddingConfig(_Strict):
@@ -229,6 +247,7 @@ class TaskConfig(_Strict):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     threshold: ThresholdConfig | None = None
     confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
     # Directory the config was loaded from: relative paths (few-shot CSVs, templates) resolve here.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -243,7 +262,8 @@ class TaskConfig(_Strict):
         task_class.check_config(self)
         from .confidence import get_method_class
 
-        reason = get_method_class(self.confidence.method).unsupported(task_class)
+        method = self.confidence.method
+        reason = None if method == "auto" else get_method_class(method).unsupported(task_class)
         if reason:
             raise ValueError(f"confidence.method: {self.confidence.method} does not apply to {self.task_type.value} tasks: {reason}")
         return self

@@ -20,6 +20,7 @@ import numpy as np
 
 from .cache import Cache, stable_hash
 from .config import TaskConfig
+from .dataset import row_digest
 from .embeddings import EmbeddingStore, create_embedder, normalise_rows
 from .errors import ConfigError
 from .tasks.classification import normalise
@@ -186,17 +187,28 @@ class ExampleSelector:
         if prompt.label_selection and config.task_type.value not in LABEL_SELECTION_TASKS:
             raise ConfigError(f"prompt.label_selection: not available for task_type {config.task_type.value!r}")
         self.columns = list(config.dataset.input_columns)
+        self._own: dict[str, list[int]] = {}
+        for index, example in enumerate(examples):
+            self._own.setdefault(row_digest(example, self.columns), []).append(index)
         self._vectors: np.ndarray | None = None
+        self.config = config
         needs_similarity = self.count > 0 and self.method in SIMILARITY_METHODS
         self.embedder: RowEmbedder | None = None
         self.label_selector: LabelSelector | None = None
         if needs_similarity or prompt.label_selection:
-            # The TF-IDF fallback learns its vocabulary from the examples and the labels.
-            corpus = [str(e.get(column) or "") for e in examples for column in self.columns]
-            corpus += [label_text(label, prompt.label_descriptions.get(label)) for label in prompt.label_names]
-            self.embedder = RowEmbedder(config, corpus)
+            self.row_embedder()
         if prompt.label_selection:
             self.label_selector = LabelSelector(config, examples, self.embedder)
+
+    def row_embedder(self) -> RowEmbedder:
+        """The embedder of rows and examples, made on first use; once made, ``ahead`` embeds rows in batches."""
+        if self.embedder is None:
+            prompt = self.config.prompt
+            # The TF-IDF fallback learns its vocabulary from the examples and the labels.
+            corpus = [str(e.get(column) or "") for e in self.examples for column in self.columns]
+            corpus += [label_text(label, prompt.label_descriptions.get(label)) for label in prompt.label_names]
+            self.embedder = RowEmbedder(self.config, corpus)
+        return self.embedder
 
     def attach(self, cache: Cache) -> None:
         """Keep example and label vectors in this cache database, and embed them now: a broken
@@ -229,29 +241,37 @@ class ExampleSelector:
         return self.label_selector.select(row) if self.label_selector is not None else None
 
     def select(self, row: Mapping[str, Any]) -> list[dict[str, str]]:
-        if self.count == 0:
+        """The row's examples, never the row itself: a labeled row shown its own answer would
+        be labeled (and scored for plan) by copying it."""
+        own = self._own.get(row_digest(row, self.columns), ())
+        count = min(self.count, len(self.examples) - len(own))
+        if count <= 0:
             return []
         if self.method == "fixed":
-            return self.examples[: self.count]
+            return [e for i, e in enumerate(self.examples) if i not in own][:count]
         if self.method == "random":
-            return [self.examples[i] for i in self._rng(row).choice(len(self.examples), self.count, replace=False)]
+            allowed = np.setdiff1d(np.arange(len(self.examples)), list(own))
+            return [self.examples[i] for i in self._rng(row).choice(allowed, count, replace=False)]
         if self.method == "label_diversity_random":
-            return [self.examples[i] for i in self._label_diverse(self._rng(row).random(len(self.examples)))]
-        similarity = self._example_vectors() @ self.embedder.rows([row])[0]
-        if self.method == "semantic_similarity":
-            chosen = _top(similarity, self.count)
-        elif self.method == "max_marginal_relevance":
-            chosen = self._mmr(similarity)
+            scores = self._rng(row).random(len(self.examples))
         else:
-            chosen = self._label_diverse(similarity)
+            scores = self._example_vectors() @ self.embedder.rows([row])[0]
+        scores[list(own)] = -np.inf
+        if self.method == "semantic_similarity":
+            chosen = _top(scores, count)
+        elif self.method == "max_marginal_relevance":
+            chosen = self._mmr(scores, count)
+        else:
+            chosen = self._label_diverse(scores, count)
         return [self.examples[i] for i in chosen]
 
     def _rng(self, row: Mapping[str, Any]) -> np.random.Generator:
         texts = [str(row.get(column) or "") for column in self.columns]
         return np.random.default_rng(int(stable_hash([self.seed, texts])[:16], 16))
 
-    def _mmr(self, similarity: np.ndarray) -> list[int]:
-        pool = _top(similarity, max(MMR_POOL_FACTOR * self.count, MMR_MIN_POOL))
+    def _mmr(self, similarity: np.ndarray, count: int) -> list[int]:
+        pool = _top(similarity, max(MMR_POOL_FACTOR * count, MMR_MIN_POOL))
+        pool = pool[np.isfinite(similarity[pool])]  # the row's own example stays out
         vectors = self._example_vectors()[pool]
         # A small pool-by-pool product: einsum skips multithreaded sgemm, which measured ~30 ms
         # instead of ~0.5 ms per row here when the cores were busy.
@@ -259,7 +279,7 @@ class ExampleSelector:
         relevance = similarity[pool]
         chosen = [0]  # the pool is sorted: its first entry is the most relevant
         redundancy = between[0].copy()
-        while len(chosen) < min(self.count, len(pool)):
+        while len(chosen) < min(count, len(pool)):
             score = self.mmr_lambda * relevance - (1 - self.mmr_lambda) * redundancy
             score[chosen] = -np.inf
             pick = int(np.argmax(score))
@@ -267,9 +287,10 @@ class ExampleSelector:
             redundancy = np.maximum(redundancy, between[pick])
         return [int(pool[i]) for i in chosen]
 
-    def _label_diverse(self, scores: np.ndarray) -> list[int]:
+    def _label_diverse(self, scores: np.ndarray, count: int) -> list[int]:
         ranked = _top(scores, len(scores))
+        ranked = ranked[np.isfinite(scores[ranked])]  # the row's own example stays out
         _, first = np.unique(self._label_ids[ranked], return_index=True)
         leaders = ranked[np.sort(first)]  # each label's best example, best labels first
         rest = ranked[~np.isin(ranked, leaders)]
-        return [int(i) for i in np.concatenate([leaders, rest])[: self.count]]
+        return [int(i) for i in np.concatenate([leaders, rest])[:count]]

@@ -2,7 +2,9 @@
 
 Two ways to get a label:
 - ``score``: score every candidate label's log-likelihood after the prompt and take the
-  most probable (default for local models, which rarely write a label verbatim);
+  most probable (default for local models, which rarely write a label verbatim); for
+  classification and entity matching the learned labeler (learned.py) then combines those
+  scores with an embedding view fitted on the labeled examples;
 - ``generate``: let the model write its answer and let the task parse it.
 """
 
@@ -11,16 +13,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Mapping
 
+import numpy as np
+
 from .cache import Cache, RowResult, stable_hash
-from .confidence import ConfidenceMethod, Labeled, Verifier, get_method_class
+from .confidence import ConfidenceMethod, Labeled, Verifier, get_method_class, resolve_method
 from .errors import ConfigError
 from .fewshot import ExampleSelector
+from .learned import LOG_FLOOR, LearnedLabeler, RowFeatures, log_probs
 from .prompt import Prompt, PromptBuilder, chain_of_thought_answer
 from .providers import Generation, Provider, SequenceScore
 from .scoring import label_distribution
 from .tasks import Task
+from .tasks.classification import normalise
 
 TRIM_NOTE = "input trimmed from {original} to {kept} characters"
+# Tasks whose label is one of a fixed set, which the learned labeler can fit.
+LEARNED_TASKS = {"classification", "entity_matching"}
 
 
 class Labeler:
@@ -39,20 +47,78 @@ class Labeler:
         self.builder = builder
         self.selector = selector
         self.cache = cache
-        selector.attach(cache)
         self.config = task.config
         mode = self.config.prompt.labeling_mode
         self.mode = ("score" if provider.is_local else "generate") if mode == "auto" else mode
         if self.config.prompt.chain_of_thought:
             self.mode = "generate"  # the model reasons before it answers
         self.model_calls = 0
+        self._prepared = False
         self._calibration: dict[tuple[str, ...], list[list[SequenceScore]]] = {}
         self._calibration_lock = asyncio.Lock()
         self.verifier = verifier or provider
+        self.learned = self._learned_labeler()
+        selector.attach(cache)  # after the learned labeler asked for the row embedder: its vectors are kept too
+        if not provider.language_model and self.learned is None:
+            raise ConfigError(
+                f"model.provider: {self.config.model.provider} labels with the learned labeler only: "
+                "it needs a classification or entity_matching task and learning.enabled not false"
+            )
         self.confidence: ConfidenceMethod | None = None
         if self.config.model.compute_confidence:
-            method = get_method_class(self.config.confidence.method)
-            self.confidence = method(self.config.confidence, task, Verifier(self, self.verifier))
+            name = resolve_method(self.config.confidence.method, learned=self.learned is not None)
+            if name == "learned" and self.learned is None:
+                raise ConfigError("confidence.method: learned needs the learned labeler (see learning.enabled)")
+            self.confidence = get_method_class(name)(self.config.confidence, task, Verifier(self, self.verifier))
+
+    def _learned_labeler(self) -> LearnedLabeler | None:
+        enabled = self.config.learning.enabled
+        task_type = self.config.task_type.value
+        if enabled is False:
+            return None
+        why_not = None
+        if task_type not in LEARNED_TASKS:
+            why_not = f"it applies to {' and '.join(sorted(LEARNED_TASKS))} tasks, not {task_type}"
+        elif self.mode != "score":
+            why_not = "it combines scored labels: it needs prompt.labeling_mode score (a local model's default)"
+        elif self.provider.language_model and not self.provider.is_local:
+            why_not = "an API model's label scores are not combined yet: use a local model or the classifier provider"
+        if why_not:
+            if enabled is True or not self.provider.language_model:
+                raise ConfigError(f"learning.enabled: {why_not}")
+            return None
+        columns = list(self.task.input_columns)
+        pairs = task_type == "entity_matching" and len(columns) % 2 == 0
+        features = RowFeatures(self.selector.row_embedder(), columns, pairs)
+        prompt = self.config.prompt
+        return LearnedLabeler(prompt.label_names, prompt.label_descriptions, features, columns, self.config.learning.folds)
+
+    async def prepare(self, progress: bool = False) -> None:
+        """Fit the learned labeler on the labeled examples, once per run, before the first row.
+        Each example's label scores come from a prompt that does not show that example."""
+        if self.learned is None or self._prepared:
+            return
+        from tqdm import tqdm
+
+        learned, examples = self.learned, self.selector.examples
+        y = learned.example_labels(examples, self.config.dataset.label_column or "label")
+        labels = len(learned.labels)
+        allowed = np.zeros((len(examples), labels), dtype=bool)
+        llm = np.full((len(examples), labels), LOG_FLOOR) if self.provider.language_model else None
+        index = learned.index
+        for i in tqdm(range(len(examples)), disable=not progress, unit="example", desc="learning from examples"):
+            if y[i] < 0:
+                continue
+            prepared, _ = self._prepare(examples[i])
+            shown = self.selector.labels_for(prepared)
+            candidates = [c for c in self.task.candidates(prepared) if shown is None or c in shown]
+            positions = [index[normalise(c)] for c in candidates]
+            allowed[i, positions] = True
+            if llm is not None:
+                probs, _, _ = await self.label_distribution(self.prompt_for(prepared, shown), candidates, shown)
+                llm[i, positions] = log_probs(np.asarray(probs))
+        learned.fit(examples, y, llm, allowed)
+        self._prepared = True
 
     # -- cached model calls --------------------------------------------------------------
 
@@ -161,15 +227,21 @@ class Labeler:
         if all_candidates and labels is not None:
             candidates = [c for c in all_candidates if c in labels]
         if candidates:
-            probs, scores, hit = await self.label_distribution(prompt, candidates, labels)
+            llm_probs, scores, hit = None, None, False
+            if self.provider.language_model:
+                llm_probs, scores, hit = await self.label_distribution(prompt, candidates, labels)
+            details: dict[str, Any] = {}
+            probs = llm_probs
+            if self.learned is not None:
+                learned = self.learned.predict(prepared, candidates, llm_probs)
+                probs = learned.probs
+                details.update(learned.details(candidates))
             best = max(range(len(candidates)), key=probs.__getitem__)
             output = self.task.choose(candidates, probs)  # multilabel keeps several
             parsed = self.task.parse(output, prepared)
-            details: dict[str, Any] = {
-                "label_probs": dict(zip(candidates, probs)),
-                "tokens": scores[best].tokens,
-                "logprobs": scores[best].logprobs,
-            }
+            details["label_probs"] = dict(zip(candidates, probs))
+            if scores is not None:
+                details.update(tokens=scores[best].tokens, logprobs=scores[best].logprobs)
         else:
             generation, hit = await self.generate(prompt, **self._structure(prepared, labels))
             output = generation.text

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from .cache import Cache, RowResult
-from .confidence import get_method_class
+from .confidence import get_method_class, resolve_method
 from .confidence.base import splits_labels
 from .dataset import Dataset, row_digest
 from .errors import DataError
@@ -77,7 +77,8 @@ class LabelingResult:
         """Keys of the row details exported as JSON columns: the task's, and per-entity
         confidences when confidence is computed for a task that splits its labels (NER)."""
         keys = list(self.task.detail_columns)
-        method = get_method_class(self.config.confidence.method)
+        # The learned labeler never labels a task that splits its labels: auto means logprob there.
+        method = get_method_class(resolve_method(self.config.confidence.method, learned=False))
         if self.config.model.compute_confidence and method.scores_parts and splits_labels(type(self.task)):
             keys.append("entity_confidences")
         return keys

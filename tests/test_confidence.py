@@ -106,7 +106,7 @@ def base_config(**confidence) -> dict:
 @pytest.mark.parametrize(
     "config, message",
     [
-        (base_config(method="vibes"), "confidence.method: unknown confidence method 'vibes'; expected one of entropy, logprob"),
+        (base_config(method="vibes"), "confidence.method: unknown confidence method 'vibes'; expected one of auto, entropy, learned, logprob, p_true"),
         (base_config(samples=1), "confidence.samples: Input should be greater than or equal to 2"),
         (base_config(rouge_threshold=1.5), "confidence.rouge_threshold: Input should be less than or equal to 1"),
         (base_config(token_probability="max"), "confidence.token_probability: Input should be 'first' or 'mean'"),

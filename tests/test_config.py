@@ -59,7 +59,7 @@ BAD_CONFIGS = [
     pytest.param(changed(dataset__input_columns=[]), "dataset.input_columns: must be a non-empty list of column names", id="no input columns"),
     pytest.param(
         changed(model__provider="gpt"),
-        "model.provider: unknown provider 'gpt'; expected one of embedded, openai, transformers",
+        "model.provider: unknown provider 'gpt'; expected one of classifier, embedded, openai, transformers",
         id="unknown provider",
     ),
     pytest.param(changed(task_name=DELETE), "task_name: is required", id="task_name missing"),

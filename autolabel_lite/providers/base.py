@@ -47,6 +47,8 @@ class SequenceScore:
 class Provider(ABC):
     #: Local providers score labels by default; API providers generate.
     is_local: ClassVar[bool] = False
+    #: False for a provider that only chooses among labels (``classifier``): no prompts, no text.
+    language_model: ClassVar[bool] = True
     #: The ``model.params`` keys the provider reads; None: every key goes to the model server as is.
     known_params: ClassVar[frozenset[str] | None] = None
 

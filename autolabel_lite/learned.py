@@ -1,0 +1,425 @@
+"""The learned labeler: fit a label distribution on the labeled examples the config holds.
+
+Two views of a row, combined by a small fitted model (a stacker):
+- the language model's label distribution (label scoring, one packed pass per row), when
+  the provider is a language model;
+- an embedding view: a class-balanced logistic regression over the row's all-MiniLM-L6-v2
+  vector (entity matching: over how its two records compare — embedding cosine, token and
+  character overlap, agreement of model numbers — never one vector of both), or, with no
+  labeled examples, the row's similarity to each label's name and description (zero-shot
+  prototypes).
+
+The stacker is ``log p(k) ∝ a·log p_view(k) + b·log p_llm(k) + c_k``, fitted with
+class-balanced log loss, so the output is a calibrated distribution whose choice serves
+balanced accuracy on skewed data. Everything is fitted out of fold: a labeled row's own
+distribution (and its confidence) comes from fits that never saw its label, so plan()'s
+threshold tuning on those rows keeps its guarantee. ``CorrectnessModel`` learns, from the
+same out-of-fold rows, how likely the chosen label is to be right (``confidence.method:
+learned``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from .dataset import row_digest
+from .fewshot import label_text
+from .tasks.classification import normalise
+
+if TYPE_CHECKING:
+    from .fewshot import RowEmbedder
+
+LOG_FLOOR = math.log(1e-6)
+# Zero-shot prototypes: cosine similarities are close together; this temperature spreads them.
+PROTOTYPE_TEMPERATURE = 0.05
+# The embedding view's inverse regularisation (scikit-learn's C) on unit-length vectors.
+EMBEDDING_C = 10.0
+# L2 weight of the stacker's per-label offsets: with a handful of examples per label they
+# would otherwise memorise the label counts.
+OFFSET_PENALTY = 0.01
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def log_probs(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(probabilities, 1e-6, 1.0))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    exps = np.exp(shifted)
+    return exps / exps.sum(axis=-1, keepdims=True)
+
+
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Each row weighted by 1 / (its label's share): every label counts the same in a fit."""
+    counts = np.bincount(y)
+    return len(y) / (np.count_nonzero(counts) * counts[y])
+
+
+def folds_for(y: np.ndarray, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """Held-out index sets, stratified by label as far as the label counts allow."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    splits = min(folds, len(y))
+    if np.bincount(y)[np.unique(y)].min() >= splits:
+        splitter = StratifiedKFold(splits, shuffle=True, random_state=seed)
+    else:  # labels with fewer examples than folds (77 intents, 2-3 rows each): plain shuffled folds
+        splitter = KFold(splits, shuffle=True, random_state=seed)
+    return [held for _, held in splitter.split(np.zeros(len(y)), y)]
+
+
+# -- the embedding view -------------------------------------------------------------------
+
+
+def pair_features(vectors_a: np.ndarray, vectors_b: np.ndarray, texts_a: Sequence[str], texts_b: Sequence[str]) -> np.ndarray:
+    """How two records compare, one row of scalar features per pair."""
+    rows = []
+    for vector_a, vector_b, text_a, text_b in zip(vectors_a, vectors_b, texts_a, texts_b):
+        words_a, words_b = _words(text_a), _words(text_b)
+        codes_a, codes_b = {w for w in words_a if any(c.isdigit() for c in w)}, {w for w in words_b if any(c.isdigit() for c in w)}
+        grams_a, grams_b = _grams(text_a), _grams(text_b)
+        shorter = min(len(words_a), len(words_b)) or 1
+        rows.append(
+            [
+                float(vector_a @ vector_b),
+                _jaccard(words_a, words_b),
+                len(words_a & words_b) / shorter,
+                _jaccard(grams_a, grams_b),
+                _jaccard(codes_a, codes_b) if codes_a or codes_b else 1.0,
+                float(bool(codes_a ^ codes_b)),
+            ]
+        )
+    return np.array(rows, dtype=np.float64).reshape(len(rows), 6)
+
+
+def _words(text: str) -> set[str]:
+    # "K-200" and "K200" are one model number.
+    return set(_WORD.findall(text.lower().replace("-", "")))
+
+
+def _grams(text: str) -> set[str]:
+    squashed = " ".join(text.lower().split())
+    return {squashed[i : i + 3] for i in range(max(len(squashed) - 2, 0))}
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+class RowFeatures:
+    """The embedding view's input for rows and examples: one vector per row, or pair
+    features for entity matching (the first half of the input columns is record A)."""
+
+    def __init__(self, embedder: "RowEmbedder", columns: list[str], pairs: bool) -> None:
+        self.embedder = embedder
+        self.columns = columns
+        self.pairs = pairs
+        half = len(columns) // 2
+        self.records = (columns[:half], columns[half:])
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]], keep: bool = False) -> np.ndarray:
+        """``keep``: the rows are examples, whose vectors are worth keeping in the cache."""
+        if not self.pairs:
+            return self.embedder.kept(rows) if keep else self.embedder.rows(rows)
+        texts = [[" ".join(str(row.get(c) or "") for c in record) for row in rows] for record in self.records]
+        embed = self.embedder.store.persistent if keep else self.embedder.store.rows
+        vectors = embed(texts[0] + texts[1])
+        return pair_features(vectors[: len(rows)], vectors[len(rows) :], texts[0], texts[1])
+
+
+class EmbeddingView:
+    """A class-balanced logistic regression from row features to labels; labels without a
+    training row get the lowest log-probability the row gives any label."""
+
+    def __init__(self, labels: int, pairs: bool) -> None:
+        self.labels = labels
+        self.pairs = pairs
+        self.model = None
+        self.only: int | None = None
+
+    def fit(self, features: np.ndarray, y: np.ndarray) -> "EmbeddingView":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if len(np.unique(y)) < 2:
+            self.only = int(y[0])
+            return self
+        classifier = LogisticRegression(C=EMBEDDING_C, class_weight="balanced", max_iter=500)
+        # Pair features have different scales; unit vectors do not need scaling.
+        self.model = make_pipeline(StandardScaler(), classifier) if self.pairs else classifier
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter on tiny folds
+            self.model.fit(features, y)
+        return self
+
+    def log_proba(self, features: np.ndarray) -> np.ndarray:
+        out = np.full((len(features), self.labels), LOG_FLOOR)
+        if self.only is not None:
+            out[:, self.only] = 0.0
+            return out
+        known = self.model.predict_log_proba(features)
+        out[:] = known.min(axis=1, keepdims=True)
+        out[:, self.model.classes_] = known
+        return out
+
+
+# -- the stacker ----------------------------------------------------------------------------
+
+
+@dataclass
+class Stacker:
+    """``log p(k) ∝ a·view(k) + b·llm(k) + c_k`` over the labels a row may take."""
+
+    a: float = 1.0
+    b: float = 1.0
+    offsets: np.ndarray | None = None
+
+    def logits(self, view: np.ndarray, llm: np.ndarray | None) -> np.ndarray:
+        logits = self.a * view
+        if llm is not None:
+            logits = logits + self.b * llm
+        return logits + self.offsets if self.offsets is not None else logits
+
+    def proba(self, view: np.ndarray, llm: np.ndarray | None, allowed: np.ndarray) -> np.ndarray:
+        return softmax(np.where(allowed, self.logits(view, llm), -np.inf))
+
+    @classmethod
+    def fit(cls, view: np.ndarray, llm: np.ndarray | None, allowed: np.ndarray, y: np.ndarray) -> "Stacker":
+        from scipy.optimize import minimize
+
+        labels = view.shape[1]
+        weights = balanced_weights(y)
+        weights = weights / weights.sum()
+        onehot = np.eye(labels)[y]
+        uses_llm = llm is not None
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            stacker = cls(theta[0], theta[1], theta[2:])
+            logits = np.where(allowed, stacker.logits(view, llm if uses_llm else None), -np.inf)
+            top = logits.max(axis=1, keepdims=True)
+            log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+            value = -(weights * (logits[np.arange(len(y)), y] - log_norm)).sum()
+            grad_logits = (np.exp(logits - log_norm[:, None]) - onehot) * weights[:, None]
+            grad = np.concatenate(
+                [
+                    [(grad_logits * view).sum()],
+                    [(grad_logits * llm).sum() if uses_llm else 0.0],
+                    grad_logits.sum(axis=0) + OFFSET_PENALTY * theta[2:],
+                ]
+            )
+            return value + 0.5 * OFFSET_PENALTY * float(theta[2:] @ theta[2:]), grad
+
+        start = np.concatenate([[1.0, 1.0 if uses_llm else 0.0], np.zeros(labels)])
+        bounds = [(0.0, None), (0.0, None) if uses_llm else (0.0, 0.0)] + [(None, None)] * labels
+        theta = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds).x
+        return cls(float(theta[0]), float(theta[1]), theta[2:])
+
+
+# -- correctness of the chosen label (confidence.method: learned) ----------------------------
+
+
+def signals(combined: np.ndarray, view: np.ndarray, llm: np.ndarray | None) -> np.ndarray:
+    """What says a row's chosen label is right: per row, the chosen label's probability, its
+    margin over the runner-up, the distribution's certainty, and each view's probability of
+    that label and whether it chose it too. ``view``/``llm``: their distributions."""
+    order = np.argsort(-combined, axis=1)
+    rows = np.arange(len(combined))
+    chosen = order[:, 0]
+    top = combined[rows, chosen]
+    runner_up = combined[rows, order[:, 1]] if combined.shape[1] > 1 else np.zeros(len(combined))
+    entropy = -(combined * log_probs(combined)).sum(axis=1) / math.log(max(combined.shape[1], 2))
+    llm = combined if llm is None else llm
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    return np.column_stack(
+        [
+            logit(top),
+            top - runner_up,
+            1 - entropy,
+            logit(view[rows, chosen]),
+            view.argmax(axis=1) == chosen,
+            logit(llm[rows, chosen]),
+            llm.argmax(axis=1) == chosen,
+        ]
+    ).astype(np.float64)
+
+
+class CorrectnessModel:
+    """P(the chosen label is right) from ``signals``: a logistic regression (not class-balanced:
+    its output is a probability of being right, so it must keep the real share of right labels)."""
+
+    def __init__(self) -> None:
+        self.model = None
+        self.constant: float | None = None
+
+    def fit(self, features: np.ndarray, correct: np.ndarray) -> "CorrectnessModel":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if correct.min() == correct.max():  # all right or all wrong: nothing to tell apart
+            self.constant = float(correct.mean())
+            return self
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)).fit(features, correct)
+        return self
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            return np.full(len(features), self.constant)
+        return self.model.predict_proba(features)[:, 1]
+
+
+# -- the whole learned labeler ---------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    """One row's learned distribution over its candidate labels, and the views behind it."""
+
+    probs: list[float]
+    view: list[float]
+    llm: list[float] | None
+    #: P(the chosen label is right), from the correctness model (None before it is fitted).
+    confidence: float | None
+    #: True when the row is a labeled example and these numbers come from fits that never saw it.
+    out_of_fold: bool = False
+
+    def details(self, candidates: list[str]) -> dict[str, Any]:
+        """What the row's details keep of the views (``label_probs`` is the combined distribution)."""
+        kept: dict[str, Any] = {"embedding_label_probs": dict(zip(candidates, self.view))}
+        if self.llm is not None:
+            kept["llm_label_probs"] = dict(zip(candidates, self.llm))
+        if self.confidence is not None:
+            kept["learned_confidence"] = self.confidence
+        if self.out_of_fold:
+            kept["out_of_fold"] = True
+        return kept
+
+
+@dataclass
+class _Fitted:
+    view: EmbeddingView | None
+    stacker: Stacker
+    correctness: CorrectnessModel | None
+
+
+@dataclass
+class LearnedLabeler:
+    """Fits on the labeled examples (``fit``), then gives each row its distribution (``predict``)."""
+
+    labels: list[str]
+    descriptions: Mapping[str, str]
+    features: RowFeatures
+    input_columns: list[str]
+    folds: int = 5
+    _fitted: _Fitted | None = None
+    _held_out: dict[str, Prediction] = field(default_factory=dict)
+    _prototypes: np.ndarray | None = None
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {normalise(label): i for i, label in enumerate(self.labels)}
+
+    def example_labels(self, examples: Sequence[Mapping[str, Any]], label_column: str) -> np.ndarray:
+        """Each example's label index, -1 when its label is not one of the task's labels."""
+        index = self.index
+        return np.array([index.get(normalise(str(e.get(label_column, ""))), -1) for e in examples], dtype=int)
+
+    def fit(self, examples: Sequence[Mapping[str, Any]], y: np.ndarray, llm: np.ndarray | None, allowed: np.ndarray) -> "LearnedLabeler":
+        """``y``: label indices; ``llm``: (examples × labels) language-model log-probabilities
+        (LOG_FLOOR where not offered) or None without a language model; ``allowed``: the labels
+        each example's prompt offered. With no examples: zero-shot prototypes."""
+        keep = y >= 0
+        examples = [e for e, k in zip(examples, keep) if k]
+        y, allowed = y[keep], allowed[keep]
+        llm = llm[keep] if llm is not None else None
+        if len(examples) < 2 * max(self.folds, 2) or len(np.unique(y)) < 2:
+            self._fitted = None  # too few to fit anything honestly: prototypes (see _view_log_proba)
+            return self
+        features = self.features(examples, keep=True)
+        view_oof = np.zeros((len(y), len(self.labels)))
+        held_sets = folds_for(y, self.folds)
+        views = []
+        for held in held_sets:
+            train = np.setdiff1d(np.arange(len(y)), held)
+            view = EmbeddingView(len(self.labels), self.features.pairs).fit(features[train], y[train])
+            view_oof[held] = view.log_proba(features[held])
+            views.append(view)
+        # Cross-fitting: each fold's rows are combined by a stacker fitted on the other folds'
+        # out-of-fold rows, so no row's own label shapes its distribution.
+        combined_oof = np.zeros_like(view_oof)
+        for held in held_sets:
+            train = np.setdiff1d(np.arange(len(y)), held)
+            stacker = Stacker.fit(view_oof[train], None if llm is None else llm[train], allowed[train], y[train])
+            combined_oof[held] = stacker.proba(view_oof[held], None if llm is None else llm[held], allowed[held])
+        stacker = Stacker.fit(view_oof, llm, allowed, y)
+        view_probs = softmax(np.where(allowed, view_oof, -np.inf))
+        llm_probs = None if llm is None else softmax(np.where(allowed, llm, -np.inf))
+        found = signals(combined_oof, view_probs, llm_probs)
+        correct = (combined_oof.argmax(axis=1) == y).astype(int)
+        confidence_oof = np.zeros(len(y))
+        for held in held_sets:
+            train = np.setdiff1d(np.arange(len(y)), held)
+            confidence_oof[held] = CorrectnessModel().fit(found[train], correct[train]).predict(found[held])
+        final_view = EmbeddingView(len(self.labels), self.features.pairs).fit(features, y)
+        self._fitted = _Fitted(final_view, stacker, CorrectnessModel().fit(found, correct))
+        self._held_out = {}
+        for i, example in enumerate(examples):
+            mask = allowed[i]
+            self._held_out[row_digest(example, self.input_columns)] = Prediction(
+                probs=combined_oof[i][mask].tolist(),
+                view=view_probs[i][mask].tolist(),
+                llm=None if llm_probs is None else llm_probs[i][mask].tolist(),
+                confidence=float(confidence_oof[i]),
+                out_of_fold=True,
+            )
+        return self
+
+    @property
+    def fitted(self) -> bool:
+        return self._fitted is not None
+
+    def _view_log_proba(self, row: Mapping[str, Any]) -> np.ndarray:
+        if self._fitted is not None:
+            return self._fitted.view.log_proba(self.features([row]))[0]
+        if self._prototypes is None:
+            texts = [label_text(label, self.descriptions.get(label)) for label in self.labels]
+            self._prototypes = self.features.embedder.store.persistent(texts)
+        row_vector = self.features.embedder.rows([row])[0]
+        return log_probs(softmax((self._prototypes @ row_vector) / PROTOTYPE_TEMPERATURE))
+
+    def predict(self, row: Mapping[str, Any], candidates: list[str], llm_probs: list[float] | None) -> Prediction:
+        """The row's distribution over ``candidates`` (a subset of the labels, in any order)."""
+        index = self.index
+        positions = [index[normalise(c)] for c in candidates]
+        held = self._held_out.get(row_digest(row, self.input_columns))
+        if held is not None and len(held.probs) == len(candidates):
+            return held
+        view = self._view_log_proba(row)[positions][None, :]
+        llm = None if llm_probs is None else log_probs(np.asarray(llm_probs, dtype=np.float64))[None, :]
+        allowed = np.ones_like(view, dtype=bool)
+        stacker = self._fitted.stacker if self._fitted is not None else Stacker()
+        if self._fitted is not None and stacker.offsets is not None:
+            stacker = Stacker(stacker.a, stacker.b, stacker.offsets[positions])
+        probs = stacker.proba(view, llm, allowed)
+        view_probs = softmax(view)
+        llm_probs_array = None if llm is None else softmax(llm)
+        confidence = None
+        if self._fitted is not None and self._fitted.correctness is not None:
+            confidence = float(self._fitted.correctness.predict(signals(probs, view_probs, llm_probs_array))[0])
+        return Prediction(
+            probs=probs[0].tolist(),
+            view=view_probs[0].tolist(),
+            llm=None if llm_probs_array is None else llm_probs_array[0].tolist(),
+            confidence=confidence,
+        )
