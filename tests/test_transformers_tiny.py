@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from autolabel_lite import LabelingAgent
+from autolabel_lite.prompt import Prompt
 
 from conftest import REVIEWS, write_csv
 
@@ -227,7 +228,6 @@ def test_constrained_decoding_gives_a_label_of_the_schema_from_a_random_model(ti
         assert "".join(res.details["tokens"]) == res.details["raw_output"]
         assert len(res.details["logprobs"]) == len(res.details["tokens"])
         assert any(lp < 0 for lp in res.details["logprobs"])  # the label's tokens were the model's choice
-        assert all(lp <= 0 for lp in res.details["logprobs"])
 
 
 def test_constrained_decoding_copies_entities_from_the_text_in_the_ner_shape(tiny_model_dir, tmp_path):
@@ -255,3 +255,51 @@ def test_constrained_decoding_copies_entities_from_the_text_in_the_ner_shape(tin
         assert "".join(res.details["tokens"]) == res.details["raw_output"]
         copied += len(entities)
     assert copied >= 1
+
+
+def verifier_prompt_text(row_prompt, label: str, question: str) -> str:
+    """The verifier prompt of p_true and verbalized, written out: the row's prompt, the label, the question."""
+    return chat_text(Prompt(user=f"{row_prompt.user}\n\nProposed answer: {label}\n\n{question}", system=row_prompt.system))
+
+
+P_TRUE_QUESTION = "Is the proposed answer correct? Answer Yes or No."
+VERBALIZED_QUESTION = (
+    "How likely is it that the proposed answer is correct? Reply with only a number between 0 and 1, "
+    "where 0 means certainly wrong and 1 means certainly correct."
+)
+
+
+@pytest.mark.parametrize("method", ["logprob", "entropy", "p_true", "verbalized"])
+def test_each_confidence_method_on_the_local_model_equals_plain_forward_passes(tiny_model_dir, tmp_path, method):
+    data = write_csv(tmp_path / "reviews.csv", ["review", "gold"], REVIEWS[:2])
+    config = classification_config(tiny_model_dir, labeling_mode="score", label_scoring="sum")
+    config["model"]["compute_confidence"] = True
+    config["confidence"] = {"method": method}
+    agent = LabelingAgent(config)
+
+    result = agent.run(data, progress=False)
+
+    tokenizer, model = agent.provider._tokenizer, agent.provider._model
+    encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
+    stop_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    for row, res in result.rows():
+        prompt = agent.prompt_builder.render({"review": row["review"]}, [])
+        ids = encode(chat_text(prompt))
+        totals = {label: sum(plain_logprobs(model, ids, encode(label))) for label in LABELS}
+        assert res.label == max(totals, key=totals.get) and res.error == ""
+        if method == "logprob":  # the label's first token, from the labeling pass
+            expected = math.exp(plain_logprobs(model, ids, encode(res.label))[0])
+        elif method == "entropy":  # 1 - H(p) / ln 3 over the three labels
+            norm = sum(math.exp(t) for t in totals.values())
+            expected = 1 + sum(math.exp(t) / norm * (t - math.log(norm)) for t in totals.values()) / math.log(3)
+        elif method == "p_true":  # P(Yes) against P(No) after the verifier's question
+            asked = encode(verifier_prompt_text(prompt, res.label, P_TRUE_QUESTION))
+            yes, no = (sum(plain_logprobs(model, asked, encode(answer))) for answer in ("Yes", "No"))
+            expected = 1 / (1 + math.exp(no - yes))
+        else:  # a random model writes no number: 0.0, and its answer is kept
+            asked = encode(verifier_prompt_text(prompt, res.label, VERBALIZED_QUESTION))
+            tokens, _ = greedy_reference(model, asked, stop_ids, max_tokens=16)
+            assert res.details["confidence_unparsed"] == tokenizer.decode(tokens, skip_special_tokens=True)
+            expected = 0.0
+        assert res.confidence == pytest.approx(expected, abs=1e-4)
+        assert 0.0 < expected < 1.0 or method == "verbalized"  # a value inside the range, not a clamped bound
