@@ -14,13 +14,12 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from autolabel_lite import LabelingAgent
 from autolabel_lite.prompt import Prompt
 
 from conftest import REVIEWS, write_csv
-
-torch = pytest.importorskip("torch")
 
 LABELS = ["positive", "negative", "mixed feelings"]
 NER_TYPES = ["Person", "Location"]
