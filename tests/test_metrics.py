@@ -71,6 +71,8 @@ def test_confidence_quality_for_a_run():
     assert confidence_quality([], []) == {}
     quality = confidence_quality([0.9, 0.8, 0.3, 0.2], [True, False, True, False])
     assert quality["auroc"] == pytest.approx(0.75)
+    # One label per bin: |1 - 0.9| + |0 - 0.8| + |1 - 0.3| + |0 - 0.2| = 1.8, over 4 labels.
+    assert quality["ece"] == pytest.approx(0.45)
     assert set(quality) == {"auroc", "ece"}
 
 

@@ -149,7 +149,11 @@ def test_label_scoring_through_completions_with_echo(fake_server, api_config, re
     result = LabelingAgent(config).run(reviews_csv, progress=False)
 
     assert result.stats.errors == 0
-    assert all(res.label in LABELS for _, res in result.rows())
+    # The fake server's logprobs depend on the label's tokens only, never on the prompt, so
+    # contextual calibration divides out exactly what the row's scores hold: no label is preferred.
+    assert token_logprob("\npositive") != token_logprob("\nnegative")  # uncalibrated, they would not tie
+    for _, res in result.rows():
+        assert res.details["label_probs"] == pytest.approx({label: 0.5 for label in LABELS})
     for request in fake_server.requests:
         assert request.body["echo"] is True and request.body["max_tokens"] == 0
     # One request per label per row, plus the content-free calibration prompts scored once per run.

@@ -58,7 +58,6 @@ def test_free_generation_is_mapped_onto_the_labels_or_flagged(tmp_path):
     for _, res in result.rows():
         assert res.details["raw_output"].strip()
         assert len(res.details["tokens"]) == len(res.details["logprobs"]) <= 8
-        assert all(lp <= 0 for lp in res.details["logprobs"])
         # Either a label from the set, or no label and a reason: never a silent gap.
         if res.label:
             assert res.label in LABELS and res.error == ""

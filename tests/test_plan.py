@@ -8,8 +8,6 @@ import math
 import pytest
 
 from autolabel_lite import ConfigError, DataError, LabelingAgent
-from autolabel_lite.labeler import Labeler
-from autolabel_lite.cache import Cache
 
 from conftest import REPO, REVIEWS, read_csv, run_cli, write_csv
 
@@ -23,22 +21,27 @@ def test_plan_without_seed_shows_the_first_prompt_and_prices_heuristic_tokens(fa
     agent = LabelingAgent(config)
     plan = agent.plan(reviews_csv)
 
-    labeler = Labeler(agent.task, agent.provider, agent.prompt_builder, agent.selector, Cache())
-    prompts = [labeler.prompt_for({"review": text, "gold": gold}) for text, gold in REVIEWS]
-    assert plan.prompt == prompts[0] and REVIEWS[0][0] in plan.prompt.user
+    assert plan.prompt.system is None
+    assert plan.prompt.user == (
+        "Classify the sentiment of the review.\n\n"
+        "Choose exactly one of these labels:\n- positive\n- negative\n\n"
+        "Now the input to label:\nreview: Row one: a positive experience overall.\nOutput:"
+    )
     assert plan.rows == len(REVIEWS)
     # The OpenAI provider has no local tokenizer: 4 characters per token, stated as such.
     assert "heuristic of 4 characters per token" in plan.tokens.counted_with
-    assert plan.prompt_tokens == sum(math.ceil(len(p.text) / 4) for p in prompts)
+    # The four prompts (with the trailing newline of a plain-text prompt) are 178, 175, 176 and
+    # 178 characters long: ceil(n / 4) = 45 + 44 + 44 + 45.
+    assert plan.prompt_tokens == 178
     # Generated labels: "positive" and "negative" are 2 heuristic tokens each, plus the end token.
     assert plan.tokens.output_per_row == 3.0
     assert plan.output_tokens == 3 * len(REVIEWS)
-    assert plan.cost_usd == pytest.approx((plan.prompt_tokens * 2.0 + plan.output_tokens * 8.0) / 1e6)
+    assert plan.cost_usd == pytest.approx((178 * 2.0 + 12 * 8.0) / 1e6)
     assert plan.seed is None and plan.threshold is None
     assert fake_server.stats.by_endpoint["chat"] == 0  # planning without seed rows labels nothing
     text = str(plan)
     assert plan.model_text is None and "the messages as sent (the server applies its chat template)" in text
-    assert "rows: 4" in text and f"cost: ${plan.cost_usd:,.4f}" in text
+    assert "rows: 4" in text and "cost: $0.0005" in text
 
 
 def test_plan_without_pricing_says_the_cost_is_unknown(fake_server, api_config, reviews_csv):
@@ -68,7 +71,7 @@ def test_cli_plan_json_is_strict_json(fake_server, api_config, reviews_csv, tmp_
     assert completed.returncode == 0, completed.stderr
     plan = json.loads(completed.stdout, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
     assert plan["rows"] == len(REVIEWS) and REVIEWS[0][0] in plan["prompt"]["user"]
-    assert plan["tokens"]["prompt_total"] > 0 and plan["seed"] is None
+    assert plan["tokens"]["prompt_total"] == 178 and plan["seed"] is None  # as in the test above
 
 
 # -- seed rows, the saved threshold and run() ------------------------------------------

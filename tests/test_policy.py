@@ -206,9 +206,13 @@ def test_platt_calibration_matches_platts_method():
     fitted = fit_calibration("platt", confidence, correct)
     a, b = _sigmoid_calibration(confidence, correct)
     assert (fitted.slope, fitted.intercept) == pytest.approx((-a, -b), rel=1e-3)
-    # Cleanly separated seeds still give a finite map.
-    separated = fit_calibration("platt", [0.1, 0.2, 0.8, 0.9], [False, False, True, True])
-    assert math.isfinite(separated.slope) and 0 < separated.apply(0.5) < 1
+    # Cleanly separated seeds still give a finite map: Platt's smoothed targets, 1/4 for the
+    # two wrong rows and 3/4 for the two right ones, not 0 and 1 (an unbounded slope).
+    scores, right = [0.1, 0.2, 0.8, 0.9], [False, False, True, True]
+    separated = fit_calibration("platt", scores, right)
+    a, b = _sigmoid_calibration(np.array(scores), np.array(right))
+    assert (separated.slope, separated.intercept) == pytest.approx((-a, -b), rel=1e-3)
+    assert separated.apply(np.array([0.1, 0.5, 0.9])) == pytest.approx([0.225, 0.5, 0.775], abs=1e-3)
 
 
 def test_calibration_needs_right_and_wrong_labels():

@@ -6,8 +6,17 @@ from __future__ import annotations
 import pytest
 
 from autolabel_lite.config import load_config
-from autolabel_lite.tasks import get_task_class
+from autolabel_lite.config import TaskType
+from autolabel_lite.tasks import TASKS, get_task_class
 from autolabel_lite.spans import find_occurrences
+
+
+def test_exactly_the_five_task_types_are_registered():
+    """A task module that fails to register must fail here, not make other tests skip."""
+    five = ["classification", "entity_matching", "multilabel_classification", "named_entity_recognition", "question_answering"]
+    assert TASKS.names() == five
+    assert sorted(member.value for member in TaskType) == five  # the config accepts exactly these
+    assert {get_task_class(name).__module__ for name in five} == {f"autolabel_lite.tasks.{name}" for name in five}
 
 
 @pytest.mark.parametrize(

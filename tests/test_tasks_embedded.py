@@ -51,7 +51,7 @@ def test_example_config_labels_rows_and_scores_them(task_type, tmp_path):
             assert len(res.details["label_probs"]) == len(task.labels)
         else:
             assert res.label in task.candidates(row)
-    assert 0.0 <= result.metrics[metric] <= 1.0
+    assert metric in result.metrics  # the metrics' values are checked by hand in tests/test_tasks_*.py
     written = read_csv(tmp_path / "out.csv")
     assert len(written) == 2 and f"{agent.config.task_name}_label" in written[0]
 
