@@ -36,6 +36,8 @@ from autolabel_lite.tasks.classification import normalise  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 DATASETS = ("civil_comments", "banking")
+# plan() targets of issue 13: target_accuracy at confidence level 0.95.
+PLAN_TARGETS = {"civil_comments": 0.95, "banking": 0.80}
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -117,6 +119,86 @@ def cross_validate(name: str, folds: int, cache: str, provider: str | None) -> d
     return {"rows": len(gold), "labels": len(labels), "views": views, "signals": signals, "seconds_per_row": seconds / labeled}
 
 
+def plan_then_run(name: str, target: float, folds: int, cache: str, provider: str | None) -> dict[str, float]:
+    """plan() on the training folds (the same rows as the labeled examples: scored out of fold),
+    then run() on the held-out fold with the saved threshold; pooled over the folds."""
+    config = json.loads((REPO / "task_configs" / f"{name}.json").read_text())
+    rows = read_rows(DATA / name / "seed.csv")
+    label_column = config["dataset"]["label_column"]
+    labels = config["prompt"]["labels"]
+    index = {normalise(label): i for i, label in enumerate(labels)}
+    y = np.array([index[normalise(r[label_column])] for r in rows])
+    accepted = right = total = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for fold, held in enumerate(folds_for(y, folds)):
+            held_set = set(held.tolist())
+            train = write_rows(Path(tmp) / f"train_{fold}.csv", [r for i, r in enumerate(rows) if i not in held_set])
+            test = write_rows(Path(tmp) / f"test_{fold}.csv", [rows[i] for i in held])
+            fold_config = json.loads(json.dumps(config))
+            fold_config["prompt"].update(few_shot_examples=str(train), few_shot_num=0)
+            fold_config["model"]["compute_confidence"] = True
+            fold_config["threshold"] = {"policy": "target_accuracy", "target": target, "confidence_level": 0.95}
+            agent = LabelingAgent(fold_config, provider=provider, cache=cache)
+            agent.plan(train, seed=train, plot=Path(tmp) / f"plan_{fold}.png", progress=False)
+            result = agent.run(test, progress=False)
+            for row, outcome in result.rows():
+                total += 1
+                if result.is_accepted(outcome):
+                    accepted += 1
+                    right += normalise(outcome.label) == normalise(row[label_column])
+    return {"target": target, "accepted_share": accepted / total, "accepted_accuracy": right / accepted if accepted else float("nan"), "accepted": accepted, "rows": total}
+
+
+def per_row_seconds(name: str, rows_count: int, cache: str) -> dict[str, float]:
+    """Today's label scoring (fresh cache) against the learned labeler's extra work per row
+    (embedding the row, the head's prediction), both on the same held-out rows."""
+    import asyncio
+
+    from autolabel_lite.cache import Cache
+    from autolabel_lite.labeler import Labeler
+
+    config = json.loads((REPO / "task_configs" / f"{name}.json").read_text())
+    rows = read_rows(DATA / name / "seed.csv")
+    train, test = rows[rows_count:], rows[:rows_count]
+    with tempfile.TemporaryDirectory() as tmp:
+        config["prompt"].update(few_shot_examples=str(write_rows(Path(tmp) / "examples.csv", train)), few_shot_num=0)
+        data = write_rows(Path(tmp) / "test.csv", test)
+        config["learning"] = {"enabled": False}
+        started = time.perf_counter()
+        LabelingAgent(config, cache=str(Path(tmp) / "fresh.sqlite")).label(data, progress=False)
+        scoring = (time.perf_counter() - started) / len(test)
+        config["learning"] = {"enabled": True}
+        agent = LabelingAgent(config, cache=cache)
+        labeler = Labeler(agent.task, agent.provider, agent.prompt_builder, agent.selector, Cache(cache))
+        asyncio.run(labeler.prepare())
+        labels = agent.config.prompt.label_names
+        uniform = [1.0 / len(labels)] * len(labels)
+        started = time.perf_counter()
+        for row in test:
+            labeler.learned.predict({**row, "example": row["example"] + " "}, labels, uniform)  # a new text: embedded now
+        extra = (time.perf_counter() - started) / len(test)
+    return {"scoring": scoring, "extra": extra}
+
+
+def classifier_rows_per_second(name: str, rows_count: int, cache: str) -> dict[str, float]:
+    """The classifier provider (no language model) on ``rows_count`` new rows."""
+    config = json.loads((REPO / "task_configs" / f"{name}.json").read_text())
+    config["model"] = {"provider": "classifier", "compute_confidence": True}
+    rows = read_rows(DATA / name / "seed.csv")
+    with tempfile.TemporaryDirectory() as tmp:
+        config["prompt"].update(few_shot_examples=str(write_rows(Path(tmp) / "examples.csv", rows)), few_shot_num=0)
+        new = [{**rows[i % len(rows)], "example": f"{rows[i % len(rows)]['example']} ({i})"} for i in range(rows_count)]
+        one = write_rows(Path(tmp) / "one.csv", new[:1])
+        data = write_rows(Path(tmp) / "new.csv", new)
+        started = time.perf_counter()
+        LabelingAgent(config, cache=cache).label(one, progress=False)  # embeds the examples once, fits
+        fit = time.perf_counter() - started
+        started = time.perf_counter()
+        LabelingAgent(config, cache=cache).label(data, progress=False)
+        total = time.perf_counter() - started
+    return {"fit_seconds": fit, "rows_per_second": rows_count / max(total - fit, 1e-9), "rows": rows_count}
+
+
 def _entropy(probs: list[float]) -> float:
     values = np.clip(np.asarray(probs), 1e-12, 1)
     return float(-(values * np.log(values)).sum() / np.log(max(len(values), 2)))
@@ -124,6 +206,17 @@ def _entropy(probs: list[float]) -> float:
 
 def report(results: dict[str, dict], command: str) -> str:
     lines = [f"Command: `{command}`", ""]
+    timings = {name: r["timing"] for name, r in results.items() if "timing" in r}
+    if timings:
+        lines += [
+            "| seed set | label scoring, s/row | learned labeler's extra work, s/row | ratio | classifier provider, rows/s (fit) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, t in timings.items():
+            c = results[name]["classifier"]
+            ratio = (t["scoring"] + t["extra"]) / t["scoring"]
+            lines.append(f"| {name} | {t['scoring']:.3f} | {t['extra']:.4f} | {ratio:.3f}× | {c['rows_per_second']:.0f} on {c['rows']} rows ({c['fit_seconds']:.1f} s) |")
+        lines.append("")
     for name, result in results.items():
         lines += [
             f"## {name}: {result['rows']} rows, {result['labels']} labels, 5-fold cross-validation",
@@ -137,6 +230,14 @@ def report(results: dict[str, dict], command: str) -> str:
         lines += ["", "| confidence | AUROC | ECE |", "|---|---:|---:|"]
         for signal, quality in result["signals"].items():
             lines.append(f"| {signal} | {quality['AUROC']:.3f} | {quality['ECE']:.3f} |")
+        planned = result.get("plan")
+        if planned:
+            lines += [
+                "",
+                f"plan → run, `target_accuracy` {planned['target']} at confidence 0.95 (threshold tuned on the training folds, "
+                f"applied to the held-out fold): accepted {planned['accepted']} of {planned['rows']} held-out rows "
+                f"({planned['accepted_share']:.1%}), accuracy of the accepted rows {planned['accepted_accuracy']:.3f}",
+            ]
         lines += ["", f"Seconds per row, whole run including the fit (model calls cached after fold 1): {result['seconds_per_row']:.3f}", ""]
     return "\n".join(lines)
 
@@ -148,10 +249,18 @@ def main() -> None:
     parser.add_argument("--provider", default=None, help="e.g. classifier (no language model)")
     parser.add_argument("--cache", default=str(REPO / ".autolabel_lite" / "bench_learned.sqlite"))
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--timing-rows", type=int, default=0, help="also time label scoring vs the learned labeler on N rows")
+    parser.add_argument("--classifier-rows", type=int, default=2000, help="rows for the classifier provider's speed")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"seed sets not found at {DATA}")
     results = {name: cross_validate(name, args.folds, args.cache, args.provider) for name in args.datasets}
+    for name in args.datasets:
+        results[name]["plan"] = plan_then_run(name, PLAN_TARGETS[name], args.folds, args.cache, args.provider)
+    if args.timing_rows:
+        for name in args.datasets:
+            results[name]["timing"] = per_row_seconds(name, args.timing_rows, args.cache)
+            results[name]["classifier"] = classifier_rows_per_second(name, args.classifier_rows, args.cache)
     text = report(results, "python bench/learned_labeler.py " + " ".join(sys.argv[1:]))
     print(text)
     if args.output:

@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,13 +75,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def classification_config(model_dir: Path, params: dict | None = None, **prompt) -> dict:
+def classification_config(model_dir: Path, params: dict | None = None, learning: bool | str = False, **prompt) -> dict:
+    """``learning`` off by default: most tests here check the model's own label scores."""
     return {
         "task_name": "sentiment",
         "task_type": "classification",
         "dataset": {"input_columns": ["review"], "label_column": "gold"},
         "model": {"provider": "transformers", "name": str(model_dir), "params": params or {}},
         "prompt": {"task_guidelines": "Classify the sentiment of the review.", "labels": LABELS, **prompt},
+        "learning": {"enabled": learning},
     }
 
 
@@ -286,10 +289,10 @@ def test_each_confidence_method_on_the_local_model_equals_plain_forward_passes(t
         ids = encode(chat_text(prompt))
         totals = {label: sum(plain_logprobs(model, ids, encode(label))) for label in LABELS}
         assert res.label == max(totals, key=totals.get) and res.error == ""
-        if method == "logprob":  # the label's first token, from the labeling pass
-            expected = math.exp(plain_logprobs(model, ids, encode(res.label))[0])
+        norm = sum(math.exp(t) for t in totals.values())
+        if method == "logprob":  # the chosen label's probability under the scoring that chose it
+            expected = math.exp(totals[res.label]) / norm
         elif method == "entropy":  # 1 - H(p) / ln 3 over the three labels
-            norm = sum(math.exp(t) for t in totals.values())
             expected = 1 + sum(math.exp(t) / norm * (t - math.log(norm)) for t in totals.values()) / math.log(3)
         elif method == "p_true":  # P(Yes) against P(No) after the verifier's question
             asked = encode(verifier_prompt_text(prompt, res.label, P_TRUE_QUESTION))
@@ -302,3 +305,33 @@ def test_each_confidence_method_on_the_local_model_equals_plain_forward_passes(t
             expected = 0.0
         assert res.confidence == pytest.approx(expected, abs=1e-4)
         assert 0.0 < expected < 1.0 or method == "verbalized"  # a value inside the range, not a clamped bound
+
+
+def test_the_learned_labeler_multiplies_the_models_label_probabilities_by_the_label_prototypes(tiny_model_dir, tmp_path):
+    from autolabel_lite.embeddings import SentenceTransformerEmbedder, bundled_model_dir
+
+    data = write_csv(tmp_path / "reviews.csv", ["review", "gold"], REVIEWS[:3])
+    config = classification_config(tiny_model_dir, learning="auto", labeling_mode="score", label_scoring="sum")
+    config["model"]["compute_confidence"] = True
+    agent = LabelingAgent(config)
+
+    result = agent.run(data, progress=False)
+
+    tokenizer, model = agent.provider._tokenizer, agent.provider._model
+    encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
+    minilm = SentenceTransformerEmbedder(bundled_model_dir())
+    label_vectors = minilm.embed(LABELS)
+    for row, res in result.rows():
+        ids = encode(chat_text(agent.prompt_builder.render({"review": row["review"]}, [])))
+        totals = np.array([sum(plain_logprobs(model, ids, encode(label))) for label in LABELS])
+        llm = np.exp(totals - totals.max()) / np.exp(totals - totals.max()).sum()
+        # No labeled examples: the embedding view is the row's similarity to each label's name, at temperature 0.05.
+        similarity = label_vectors @ minilm.embed([row["review"]])[0] / 0.05
+        view = np.exp(similarity - similarity.max()) / np.exp(similarity - similarity.max()).sum()
+        combined = llm * view / (llm * view).sum()
+        assert list(res.details["llm_label_probs"].values()) == pytest.approx(llm.tolist(), abs=1e-4)
+        assert list(res.details["embedding_label_probs"].values()) == pytest.approx(view.tolist(), abs=1e-3)
+        assert list(res.details["label_probs"].values()) == pytest.approx(combined.tolist(), abs=1e-3)
+        assert res.label == LABELS[int(combined.argmax())]
+        # Too few examples for a correctness model: the confidence is the combined probability of the label.
+        assert res.confidence == pytest.approx(float(combined.max()), abs=1e-3)
