@@ -101,6 +101,13 @@ class Plan:
         """The recommended threshold (inf: accept nothing), or None without seed rows and a policy."""
         return self.seed.decision.threshold if self.seed and self.seed.decision else None
 
+    @property
+    def first_prompt(self) -> tuple[str, str]:
+        """What the first row's prompt is, and its text: as a local model reads it, else the messages sent."""
+        if self.model_text is not None:
+            return "prompt for the first row, as the model reads it (its chat template applied)", self.model_text
+        return "prompt for the first row, the messages as sent (the server applies its chat template)", _prompt_text(self.prompt)
+
     def to_dict(self) -> dict[str, Any]:
         seed = self.seed
         return {
@@ -139,10 +146,8 @@ class Plan:
         lines = [
             f"plan for task {self.task_name!r}: {self.provider} model {self.model}, labels {self.labeling_mode}d",
             f"rows: {self.rows:,}",
-            "prompt for the first row, as the model reads it (its chat template applied):"
-            if self.model_text is not None
-            else "prompt for the first row, the messages as sent (the server applies its chat template):",
-            *(f"  | {line}" for line in (self.model_text or _prompt_text(self.prompt)).splitlines()),
+            f"{self.first_prompt[0]}:",
+            *(f"  | {line}" for line in self.first_prompt[1].splitlines()),
             f"tokens ({t.counted_with}, measured on {t.rows_measured} rows): prompt {self.prompt_tokens:,} "
             f"({t.prompt_per_row:.1f}/row), output {self.output_tokens:,} ({t.output_basis})",
             f"cost: {cost}",

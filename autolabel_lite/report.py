@@ -317,6 +317,7 @@ def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> 
     confusion = evidence.confusion_matrix() if evidence.labels is not None and evidence.gold_rows else None
     if confusion is not None:
         images["confusion"] = _png(figures.confusion_figure(*confusion))
+    # The seam for cascades: a cascade lists one Stage per stage here, in order.
     stage = Stage(
         name="model",
         model=f"{result.config.model.provider} {result.agent.provider.model_name}",

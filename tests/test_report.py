@@ -268,6 +268,16 @@ def test_plan_report_without_seed_rows_shows_the_prompt_and_estimates(fake_serve
     assert {"model", "rows to label", "prompt tokens", "cost"} <= {row[0] for row in page.tables["table-0"]}
 
 
+def test_plan_report_without_confidence_says_how_to_get_it(fake_server, api_config, reviews_csv, tmp_path):
+    plan = LabelingAgent(api_config).plan(reviews_csv, seed=reviews_csv, progress=False)  # compute_confidence is off
+    page = Page(plan.write_report(tmp_path / "plan.html").read_text(encoding="utf-8"))
+    assert_self_contained(page)
+    assert {section for section, _ in page.images} == {"confusion"}  # the one figure that needs no confidence
+    for section in ("completion", "confidence", "calibration", "worst-rows"):
+        assert "set model.compute_confidence to true" in page.sections[section]
+    assert page.keys["accuracy"] == "1.000" and page.keys["with_confidence"] == "0"
+
+
 def test_report_to_a_missing_folder_is_one_line(fake_server, labeled, tmp_path):
     result = LabelingAgent(config(fake_server.base_url)).run(labeled["data"], progress=False)
     with pytest.raises(DataError, match=r"the folder .*nowhere does not exist$"):
