@@ -245,17 +245,14 @@ def write_run_report(result: "LabelingResult", path: Path) -> Path:
     check_outputs([result.data.path], {"report": path})
     evidence = Evidence.collect(result)
     decision = result.decision
-    context = {"title": f"run of task {result.config.task_name!r}", "kind": "run", "plan": None, **_labels_context(result, evidence, kind="run")}
+    context = {"title": f"run of task {result.config.task_name!r}", "plan": None, **_labels_context(result, evidence, kind="run")}
     curve = context["curve"]
     marks = []
     if curve and result.threshold is not None and math.isfinite(result.threshold):
         marks.append((f"this run: threshold {result.threshold:.4g}", point_at(curve, result.threshold, evidence.gold_rows)))
     if decision is not None and decision.point is not None and decision.point.correct is not None and not decision.accepts_nothing:
         marks.append(("expected from plan's seed rows", decision.point))
-    context["marks"] = marks
-    context["images"]["completion"] = _png(
-        figures.completion_figure(curve, marks, target_accuracy(decision), f"label quality vs completion on {evidence.gold_rows} rows with ground truth")
-    )
+    _add_completion(context, marks, f"label quality vs completion on {evidence.gold_rows} rows with ground truth")
     stats = result.stats
     context["facts"] = [
         ("data", str(result.data.path)),
@@ -271,7 +268,7 @@ def write_run_report(result: "LabelingResult", path: Path) -> Path:
 def write_plan_report(plan: "Plan", path: Path) -> Path:
     seed = plan.seed
     check_outputs([seed.labels.data.path] if seed else [], {"report": path})
-    context: dict[str, Any] = {"title": f"plan for task {plan.task_name!r}", "kind": "plan", "plan": plan, "evidence": None, "decision": None}
+    context: dict[str, Any] = {"title": f"plan for task {plan.task_name!r}", "plan": plan, "evidence": None, "decision": None}
     facts: list[tuple[str, Any]] = []
     if seed is not None:
         evidence = Evidence.collect(seed.labels)
@@ -280,10 +277,7 @@ def write_plan_report(plan: "Plan", path: Path) -> Path:
         marks = chosen_marks(decision)
         if decision is not None and decision.empirical is not None:
             marks.append((f"plain empirical point: threshold {decision.empirical.threshold:.4g} (no statistical margin)", decision.empirical))
-        context["marks"] = marks
-        context["images"]["completion"] = _png(
-            figures.completion_figure(context["curve"], marks, target_accuracy(decision), f"label quality vs completion on {seed.rows} seed rows")
-        )
+        _add_completion(context, marks, f"label quality vs completion on {seed.rows} seed rows")
         context["metrics"] = {"auroc": seed.auroc, "ece": seed.ece}
         if seed.ece_calibrated is not None:
             context["metrics"]["ece after calibration (cross-validated)"] = seed.ece_calibrated
@@ -297,6 +291,12 @@ def write_plan_report(plan: "Plan", path: Path) -> Path:
         *facts,
     ]
     return _write(path, context)
+
+
+def _add_completion(context: dict[str, Any], marks: list[tuple[str, OperatingPoint]], title: str) -> None:
+    """The quality-vs-completion figure (plan's plot) with the page's operating points."""
+    context["marks"] = marks
+    context["images"]["completion"] = _png(figures.completion_figure(context["curve"], marks, target_accuracy(context["decision"]), title))
 
 
 def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> dict[str, Any]:
