@@ -275,7 +275,7 @@ def write_plan_report(plan: "Plan", path: Path) -> Path:
         context.update(_labels_context(seed.labels, evidence, kind="plan"))
         decision = seed.decision
         marks = chosen_marks(decision)
-        if decision is not None and decision.empirical is not None:
+        if decision is not None and decision.empirical is not None and decision.empirical.threshold != plan.threshold:
             marks.append((f"plain empirical point: threshold {decision.empirical.threshold:.4g} (no statistical margin)", decision.empirical))
         _add_completion(context, marks, f"label quality vs completion on {seed.rows} seed rows")
         context["metrics"] = {"auroc": seed.auroc, "ece": seed.ece}
