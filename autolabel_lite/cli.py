@@ -20,6 +20,7 @@ def _common(parser: argparse.ArgumentParser, output_help: str) -> None:
     parser.add_argument("--model", help="override model.name")
     parser.add_argument("--base-url", help="override model.base_url (an OpenAI-compatible server)")
     parser.add_argument("--cache", help="SQLite path or database URL for the cache")
+    parser.add_argument("--report", type=Path, help="also write a self-contained HTML report (figures, tables, lowest-confidence rows) here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +65,7 @@ def cmd_run(args) -> int:
 
     agent = _agent(args)
     output = args.output or Path(args.data).with_name(Path(args.data).stem + f"_{agent.config.task_name}_labeled.csv")
-    check_outputs([args.data], {"--output": output, "--rejected": args.rejected})  # before any model call
+    check_outputs([args.data], {"--output": output, "--rejected": args.rejected, "--report": args.report})  # before any model call
     result = agent.run(args.data, max_rows=args.max_rows, progress=False if args.no_progress else None)
     written = result.to_csv(output, only_accepted=args.only_accepted)
     print(result.summary(), file=sys.stderr)
@@ -72,6 +73,8 @@ def cmd_run(args) -> int:
     if args.rejected:
         rejected = result.rejected_to_csv(args.rejected)
         print(f"wrote {rejected} rejected rows to {args.rejected}", file=sys.stderr)
+    if args.report:
+        print(f"wrote the report to {result.write_report(args.report)}", file=sys.stderr)
     return 0
 
 
@@ -82,9 +85,11 @@ def cmd_plan(args) -> int:
 
     agent = _agent(args)
     plot = args.output.with_name(args.output.stem + "_plan.png") if args.output else None
-    check_outputs([args.data, *([args.seed] if isinstance(args.seed, Path) else [])], {"--output": plot})
+    check_outputs([args.data, *([args.seed] if isinstance(args.seed, Path) else [])], {"--output": plot, "--report": args.report})
     plan = agent.plan(args.data, seed=args.seed, max_rows=args.max_rows, plot=plot, progress=False if args.no_progress else None)
     print(json.dumps(plan.to_dict(), indent=2, allow_nan=False) if args.json else plan)
+    if args.report:
+        print(f"wrote the report to {plan.write_report(args.report)}", file=sys.stderr)
     return 0
 
 

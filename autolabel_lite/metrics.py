@@ -2,7 +2,8 @@
 
 - ``auroc``: area under the ROC curve of confidence against correctness (scikit-learn);
   0.5 is chance, 1.0 means every correct label outranks every wrong one.
-- ``expected_calibration_error``: confidence against accuracy in 10 equal-width bins.
+- ``expected_calibration_error``: confidence against accuracy in 10 equal-width bins
+  (``reliability_bins``, which the report's reliability diagram draws).
 - ``completion_curve``: label quality against completion rate, one point per threshold.
 """
 
@@ -51,14 +52,50 @@ def expected_calibration_error(confidences: Sequence[float], correct: Sequence[b
 
     Bin i holds confidences in [i/bins, (i+1)/bins); the last bin also holds 1.0.
     NaN when there are no labels."""
-    scores, truth = _arrays(confidences, correct)
-    if not scores.size:
+    reliability = reliability_bins(confidences, correct, bins)
+    if not reliability.labels:
         return float("nan")
+    return float(np.abs(reliability.correct - reliability.confidence_sums).sum() / reliability.labels)
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Per equal-width confidence bin: how many labels fall in it, how many of them are
+    right, and the sum of their confidences (the reliability diagram and ECE read these)."""
+
+    counts: np.ndarray
+    correct: np.ndarray
+    confidence_sums: np.ndarray
+
+    @property
+    def labels(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(0.0, 1.0, self.counts.size + 1)
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        """Share of right labels per bin; NaN for an empty bin."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts > 0, self.correct / self.counts, np.nan)
+
+    @property
+    def mean_confidence(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts > 0, self.confidence_sums / self.counts, np.nan)
+
+
+def reliability_bins(confidences: Sequence[float], correct: Sequence[bool], bins: int = ECE_BINS) -> ReliabilityBins:
+    """Labels binned by confidence: bin i holds [i/bins, (i+1)/bins), the last also 1.0."""
+    scores, truth = _arrays(confidences, correct)
     index = np.minimum((scores * bins).astype(int), bins - 1)
-    counts = np.bincount(index, minlength=bins)
-    accuracy_sums = np.bincount(index, weights=truth.astype(float), minlength=bins)
-    confidence_sums = np.bincount(index, weights=scores, minlength=bins)
-    return float(np.abs(accuracy_sums - confidence_sums).sum() / scores.size)
+    return ReliabilityBins(
+        counts=np.bincount(index, minlength=bins),
+        correct=np.bincount(index, weights=truth.astype(float), minlength=bins),
+        confidence_sums=np.bincount(index, weights=scores, minlength=bins),
+    )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
-from .files import replaced_when_done
 from .policy import (
     OperatingPoint,
     SavedThreshold,
@@ -33,6 +32,7 @@ from .prompt import Prompt
 if TYPE_CHECKING:
     from .agent import LabelingAgent
     from .labeler import Labeler
+    from .result import LabelingResult
 
 # Prompt tokens are counted on this many rows and scaled to the whole dataset.
 TOKEN_SAMPLE_ROWS = 200
@@ -69,6 +69,8 @@ class SeedReport:
     decision: ThresholdDecision | None
     saved: Path | None = None
     plot: Path | None = None
+    # The labeled seed rows with the decision applied, for the HTML report.
+    labels: "LabelingResult | None" = field(default=None, repr=False)
 
 
 @dataclass
@@ -98,6 +100,13 @@ class Plan:
     def threshold(self) -> float | None:
         """The recommended threshold (inf: accept nothing), or None without seed rows and a policy."""
         return self.seed.decision.threshold if self.seed and self.seed.decision else None
+
+    @property
+    def first_prompt(self) -> tuple[str, str]:
+        """What the first row's prompt is, and its text: as a local model reads it, else the messages sent."""
+        if self.model_text is not None:
+            return "prompt for the first row, as the model reads it (its chat template applied)", self.model_text
+        return "prompt for the first row, the messages as sent (the server applies its chat template)", _prompt_text(self.prompt)
 
     def to_dict(self) -> dict[str, Any]:
         seed = self.seed
@@ -137,10 +146,8 @@ class Plan:
         lines = [
             f"plan for task {self.task_name!r}: {self.provider} model {self.model}, labels {self.labeling_mode}d",
             f"rows: {self.rows:,}",
-            "prompt for the first row, as the model reads it (its chat template applied):"
-            if self.model_text is not None
-            else "prompt for the first row, the messages as sent (the server applies its chat template):",
-            *(f"  | {line}" for line in (self.model_text or _prompt_text(self.prompt)).splitlines()),
+            f"{self.first_prompt[0]}:",
+            *(f"  | {line}" for line in self.first_prompt[1].splitlines()),
             f"tokens ({t.counted_with}, measured on {t.rows_measured} rows): prompt {self.prompt_tokens:,} "
             f"({t.prompt_per_row:.1f}/row), output {self.output_tokens:,} ({t.output_basis})",
             f"cost: {cost}",
@@ -149,6 +156,12 @@ class Plan:
             lines += ["", *_seed_lines(self.seed)]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+    def write_report(self, path: str | os.PathLike) -> Path:
+        """Write the plan as one self-contained HTML page (figures need the ``plot`` extra)."""
+        from .report import write_plan_report
+
+        return write_plan_report(self, Path(path))
 
 
 def _prompt_text(prompt: Prompt) -> str:
@@ -335,7 +348,9 @@ def _evaluate_seed(agent: "LabelingAgent", dataset, seed: str | os.PathLike | in
         curve=curve,
         table=_table(curve, decision),
         decision=decision,
+        labels=result,
     )
+    result.apply_threshold(decision)
     if decision is not None:
         saved = SavedThreshold(decision, source, report.rows, agent.saved_threshold_path())
         saved.save(agent.tuning_key())
@@ -373,31 +388,24 @@ def _table(curve: list[OperatingPoint], decision: ThresholdDecision | None) -> l
 
 def _plot(report: SeedReport, path: Path) -> Path | None:
     """Label quality against completion rate, chosen point marked; None without matplotlib or points."""
-    try:
-        import matplotlib
+    from . import figures
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    figure = figures.completion_figure(
+        report.curve, chosen_marks(report.decision), target_accuracy(report.decision), f"label quality vs completion on {report.rows} seed rows"
+    )
+    if figure is None:
         return None
-    if not report.curve:
-        return None
-    figure, axes = plt.subplots(figsize=(6, 4.5))
-    axes.plot([p.completion for p in report.curve], [p.accuracy for p in report.curve], ".-", markersize=3, label="accepted seed labels, one point per threshold")
-    decision = report.decision
-    if decision is not None and decision.policy == "target_accuracy":
-        axes.axhline(decision.target, color="grey", linestyle=":", label=f"target accuracy {decision.target:g}")
-    if decision is not None and decision.point is not None and not decision.accepts_nothing:
-        axes.plot([decision.point.completion], [decision.point.accuracy], "o", color="crimson", label=f"chosen: threshold {decision.threshold:.4g}")
-    axes.set_xlabel("completion rate (share of rows accepted)")
-    axes.set_ylabel("label quality (accuracy of accepted rows)")
-    axes.set_xlim(0, 1.02)
-    axes.set_ylim(0, 1.02)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="best")
-    axes.set_title(f"label quality vs completion on {report.rows} seed rows")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_when_done(path) as staging:
-        figure.savefig(staging, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    plt.close(figure)
+    figures.save(figure, path)
     return path.resolve()
+
+
+def target_accuracy(decision: ThresholdDecision | None) -> float | None:
+    return decision.target if decision is not None and decision.policy == "target_accuracy" else None
+
+
+def chosen_marks(decision: ThresholdDecision | None) -> list[tuple[str, OperatingPoint]]:
+    """The operating point the decision chose on its seed rows, named for a plot's legend."""
+    if decision is None or decision.point is None or decision.accepts_nothing:
+        return []
+    return [(f"chosen: threshold {decision.threshold:.4g}", decision.point)]

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -173,6 +174,13 @@ class LabelingResult:
                     writer.writerow(record)
                     written += 1
         return written
+
+    def write_report(self, path: str | os.PathLike) -> Path:
+        """Write one self-contained HTML page about the run's labels (figures need the ``plot``
+        extra); the sections that measure quality need the ground-truth column in the data."""
+        from .report import write_run_report
+
+        return write_run_report(self, Path(path))
 
     @property
     def metrics(self) -> dict[str, float]:
