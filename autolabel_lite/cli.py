@@ -73,7 +73,7 @@ def _agent(args):
 
 def cmd_run(args) -> int:
     from .errors import DataError
-    from .files import check_outputs
+    from .files import check_outputs, same_file
     from .result import review_companion
 
     agent = _agent(args)
@@ -85,6 +85,9 @@ def cmd_run(args) -> int:
         raise DataError(f"--format {args.format}: writes a .json file; name --output or --rejected *.json")
     companions = {f"{flag} labeling config": review_companion(outputs[flag], fmt) for flag, fmt in formats.items()}
     check_outputs([args.data], {**outputs, **companions})
+    for flag, path in outputs.items():  # a .json output could name the config itself
+        if path is not None and same_file(path, args.config):
+            raise DataError(f"{flag} {path}: is the task config; write the labels to another file")
     result = agent.run(args.data, max_rows=args.max_rows, progress=False if args.no_progress else None)
     names = {"from_name": args.from_name, "to_name": args.to_name}
     written = result.write(output, "accepted" if args.only_accepted else "all", format=formats["--output"], **names)

@@ -107,10 +107,11 @@ def arrow_schema(schema: dict[str, str]) -> Any:
     return pa.schema([(column, types[kind]) for column, kind in schema.items()])
 
 
-def record_batches(arrow_schema: Any, records: Iterable[dict[str, Any]], rows: int = ROW_GROUP_ROWS) -> Iterator[Any]:
-    """Arrow record batches of up to ``rows`` records each (one Parquet row group apiece)."""
+def record_batches(arrow_schema: Any, records: Iterable[dict[str, Any]]) -> Iterator[Any]:
+    """Arrow record batches of up to ROW_GROUP_ROWS records each (one Parquet row group apiece)."""
     import pyarrow as pa
 
+    rows = ROW_GROUP_ROWS
     names = arrow_schema.names
     columns: dict[str, list] = {name: [] for name in names}
     count = 0

@@ -70,7 +70,7 @@ class RunStats:
 
 class LabelingResult:
     """Labels for every row of one run. Nothing is held in memory: rows are read back
-    from the input file and the cache as they are exported."""
+    from the input (file or data in memory) and the cache as they are exported."""
 
     def __init__(self, agent: "LabelingAgent", data: Dataset, cache: Cache, run_key: str, max_rows: int | None, stats: RunStats):
         self.agent = agent

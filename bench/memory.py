@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             f"Peak RSS of the CLI: **{peak_mb:.0f} MB** (target < {TARGET_MB} MB).",
             "",
             *lines,
-            f"| export (after labeling) | peak {peak_mb:.0f} |",
+            f"| {'end (export and summary)' if args.prefilled else 'export (after labeling)'} | peak {peak_mb:.0f} |",
         ]
     )
     publish("memory.py", argv, body, args.output)
