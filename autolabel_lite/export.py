@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -149,7 +150,7 @@ class LabeledRow:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class ReviewExport:
+class ReviewExport(ABC):
     """What both review formats need to know: the task's shape, who labeled, and the names of
     the question (``from_name``) and of the text it is asked about (``to_name``)."""
 
@@ -171,8 +172,9 @@ class ReviewExport:
             handle.write("\n]\n" if written else "]\n")
         return written
 
+    @abstractmethod
     def item(self, row: LabeledRow) -> dict[str, Any]:
-        raise NotImplementedError
+        """One row as the tool imports it (a task, a record)."""
 
     def answer(self, row: LabeledRow) -> Any:
         """The label as the review tool holds it: a label, a list of labels, an answer, or entity spans."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Iterator
 
 from .config import TaskConfig, load_config
 from .errors import ConfigError, DataError
-from .export import REVIEW_FORMATS, TABLE_FORMATS, TEXT, output_format, target_column, write_table
+from .export import TEXT, output_format, target_column, write_table
 from .files import check_outputs, replaced_when_done
 from .tasks import get_task_class
 
@@ -53,10 +54,11 @@ def import_reviews(
     label_column = task_config.dataset.label_column
     if not label_column:
         raise ConfigError("dataset.label_column: needed to import reviews (the column the human answers go to)")
-    fmt = output_format(output)
-    if fmt in REVIEW_FORMATS or fmt not in TABLE_FORMATS.values():
+    if Path(output).suffix.lower() == ".json":
         raise DataError(f"{output}: reviews are written as rows: name it .csv, .jsonl or .parquet")
-    check_outputs([export], {"--output": output})
+    fmt = output_format(output)
+    inputs = [export, *([config] if isinstance(config, (str, os.PathLike)) else [])]
+    check_outputs(inputs, {"--output": output})
     items = _read_export(Path(export))
     reader = _reader_for(items, Path(export))(task, from_name or "label")
     imported = ImportedReviews(reader.tool)
@@ -102,7 +104,7 @@ def _reader_for(items: list[dict], path: Path) -> type["_Reviews"]:
     raise DataError(f"{path}: neither a Label Studio export (tasks with 'data') nor an Argilla export (records with 'fields')")
 
 
-class _Reviews:
+class _Reviews(ABC):
     tool: str
     inputs_key: str
 
@@ -124,9 +126,9 @@ class _Reviews:
             )
         return {c: "" if values[c] is None else str(values[c]) for c in self.task.input_columns}
 
+    @abstractmethod
     def answer(self, item: dict, inputs: dict[str, str]) -> tuple[str, str | None]:
         """(the human label in the label column's format, None) or ("", why the item is skipped)."""
-        raise NotImplementedError
 
     def joined(self, labels: list[str]) -> str:
         """A multilabel answer in label-set order, as the label column holds it."""

@@ -327,3 +327,17 @@ def test_an_export_that_cannot_be_read_is_one_line(api_config, tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert not (tmp_path / "seed.csv").exists()
+
+
+def test_a_json_output_naming_the_task_config_is_refused_before_labeling(fake_server, api_config, reviews_csv, tmp_path, capsys):
+    config = tmp_path / "task.json"
+    config.write_text(json.dumps(api_config))
+    before = config.read_bytes()
+
+    assert main(["run", str(config), str(reviews_csv), "--output", str(config), "--format", "argilla", "--no-progress"]) == 2
+
+    assert capsys.readouterr().err == f"error: --output {config}: is the task config; write the labels to another file\n"
+    assert config.read_bytes() == before and fake_server.stats.requests == 0
+    assert main(["import-reviews", str(tmp_path / "export.json"), "--config", str(config), "--output", str(config)]) == 2
+    assert capsys.readouterr().err == f"error: {config}: reviews are written as rows: name it .csv, .jsonl or .parquet\n"
+    assert config.read_bytes() == before
