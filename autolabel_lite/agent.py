@@ -24,6 +24,9 @@ from .providers import Provider, create_provider
 from .result import LabelingResult, RunStats
 from .tasks import get_task_class
 
+# A file path, a pandas DataFrame, a datasets.Dataset, a list of dicts, or an opened Dataset.
+DataSource = Any
+
 
 def describe_error(exc: BaseException) -> str:
     """A one-line reason for a row's ``_error`` column (never an API key: the SDK errors carry none)."""
@@ -88,8 +91,9 @@ class LabelingAgent:
             self._verifier = verifier
         return self._verifier
 
-    def open_dataset(self, dataset: str | os.PathLike) -> Dataset:
-        data = Dataset(dataset, delimiter=self.config.dataset.delimiter)
+    def open_dataset(self, dataset: "DataSource") -> Dataset:
+        """The rows to label (a path, a pandas DataFrame, a datasets.Dataset, a list of dicts, or a Dataset), checked."""
+        data = dataset if isinstance(dataset, Dataset) else Dataset(dataset, delimiter=self.config.dataset.delimiter)
         data.require_columns(self.task.required_columns())
         return data
 
@@ -101,11 +105,10 @@ class LabelingAgent:
         return {"config": self.config.model_dump(mode="json", exclude=exclude), "provider": self.provider.identity()}
 
     def run_key(self, data: Dataset) -> str:
-        """Identifies a run for resuming: same labels config, same model, same file."""
-        stat = data.path.stat()
+        """Identifies a run for resuming: same labels config, same model, same data (file, or rows in memory)."""
         # The threshold decides acceptance, not labels: changing it must not relabel rows.
         fingerprint = self._fingerprint(with_threshold=False)
-        return stable_hash({**fingerprint, "data": [str(data.path.resolve()), stat.st_size, stat.st_mtime_ns]})
+        return stable_hash({**fingerprint, "data": data.identity()})
 
     def tuning_key(self) -> str:
         """What a tuned threshold depends on."""
@@ -116,26 +119,31 @@ class LabelingAgent:
 
     def plan(
         self,
-        dataset: str | os.PathLike,
-        seed: str | os.PathLike | int | None = None,
+        dataset: "DataSource",
+        seed: "DataSource | int | None" = None,
         max_rows: int | None = None,
         *,
         plot: str | os.PathLike | None = None,
         progress: bool | None = None,
     ) -> Plan:
         """Estimate the run on ``dataset`` (first ``max_rows``) and, given labeled seed rows
-        (a file, or ``N`` for the first N rows of ``dataset``), tune and save the threshold.
+        (a file or rows in memory, or ``N`` for the first N rows of ``dataset``), tune and save the threshold.
 
-        The quality-vs-completion plot goes to ``plot`` (default: next to the dataset).
+        The quality-vs-completion plot goes to ``plot`` (default: next to the dataset file;
+        in the working directory for data in memory).
         """
         if isinstance(seed, int) and seed < 1:
             raise ConfigError("seed: the number of seed rows must be at least 1")
+        data = self.open_dataset(dataset)
         if plot is None:
-            plot = Path(dataset).with_name(f"{Path(dataset).stem}_{self.config.task_name}_plan.png")
-        return build_plan(self, dataset, seed, max_rows, Path(plot), progress)
+            stem = f"{data.path.stem}_" if data.path is not None else ""
+            plot = (data.path.parent if data.path is not None else Path()) / f"{stem}{self.config.task_name}_plan.png"
+        return build_plan(self, data, seed, max_rows, Path(plot), progress)
 
-    def run(self, dataset: str | os.PathLike, max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
+    def run(self, dataset: "DataSource", max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
         """Label every row (or the first ``max_rows``), apply the threshold policy and return the result.
+
+        ``dataset`` is a path (CSV, JSONL, Parquet), a pandas DataFrame, a datasets.Dataset or a list of dicts.
 
         Rows already labeled by an interrupted run of the same job are not labeled again.
         """
@@ -145,7 +153,7 @@ class LabelingAgent:
         result.apply_threshold(decision_for_run(self.config.threshold, saved, result.acceptable_confidences))
         return result
 
-    def label(self, dataset: str | os.PathLike, max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
+    def label(self, dataset: "DataSource", max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
         """Label the rows without applying the threshold policy (plan() uses this on seed rows)."""
         data = self.open_dataset(dataset)
         cache = Cache(self.cache_location)  # a bad cache location is reported before any model loads

@@ -27,9 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autolabel-lite", description="Label a dataset with a language model.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="label every row and write a CSV")
-    _common(run, "where to write the labeled CSV (default: <data>_<task>_labeled.csv beside the data)")
+    _common(run, "where to write the labeled rows: .csv, .jsonl, .parquet, or .json with --format (default: <data>_<task>_labeled.csv beside the data)")
     run.add_argument("--only-accepted", action="store_true", help="write only accepted rows to --output")
-    run.add_argument("--rejected", type=Path, help="also write the rejected rows to this CSV")
+    run.add_argument("--rejected", type=Path, help="also write the rejected rows to this file (same types as --output)")
+    run.add_argument(
+        "--format",
+        choices=["label-studio", "argilla"],
+        help="the review tool a .json --output or --rejected is for (Label Studio also gets <name>.xml, its labeling config)",
+    )
+    run.add_argument("--from-name", help="review formats: the question's name (default: label)")
+    run.add_argument("--to-name", help="review formats: the name of the text it is about (default: its input column)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     plan = commands.add_parser("plan", help="show the prompt, estimate tokens and cost, and tune the threshold on seed rows")
     _common(plan, "names the quality-vs-completion plot: written as <output stem>_plan.png beside it")
@@ -40,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--no-progress", action="store_true", help="no progress bar")
+    reviews = commands.add_parser("import-reviews", help="turn a Label Studio or Argilla export into labeled rows (seed rows, few-shot examples)")
+    reviews.add_argument("export", type=Path, help="the review tool's JSON export")
+    reviews.add_argument("--config", required=True, help="task config JSON file: the rows get its input and label columns")
+    reviews.add_argument("--output", "-o", type=Path, required=True, help="where to write the rows: .csv, .jsonl or .parquet")
+    reviews.add_argument("--from-name", help="the question's name in the export (default: label)")
     return parser
 
 
@@ -61,21 +73,39 @@ def _agent(args):
 
 
 def cmd_run(args) -> int:
-    from .files import check_outputs
+    from .errors import DataError
+    from .files import check_outputs, same_file
+    from .result import review_companion
 
     agent = _agent(args)
     output = args.output or Path(args.data).with_name(Path(args.data).stem + f"_{agent.config.task_name}_labeled.csv")
-    check_outputs([args.data], {"--output": output, "--rejected": args.rejected, "--report": args.report})  # before any model call
+    outputs = {"--output": output, "--rejected": args.rejected}
+    # --format is for the .json outputs; the others follow their extension. All checked before any model call.
+    formats = {flag: _format_for(path, args.format) for flag, path in outputs.items() if path is not None}
+    if args.format and not any(path.suffix.lower() == ".json" for path in outputs.values() if path is not None):
+        raise DataError(f"--format {args.format}: writes a .json file; name --output or --rejected *.json")
+    companions = {f"{flag} labeling config": review_companion(outputs[flag], fmt) for flag, fmt in formats.items()}
+    check_outputs([args.data], {**outputs, **companions, "--report": args.report})
+    for flag, path in {**outputs, "--report": args.report}.items():  # a .json output could name the config itself
+        if path is not None and same_file(path, args.config):
+            raise DataError(f"{flag} {path}: is the task config; write the labels to another file")
     result = agent.run(args.data, max_rows=args.max_rows, progress=False if args.no_progress else None)
-    written = result.to_csv(output, only_accepted=args.only_accepted)
+    names = {"from_name": args.from_name, "to_name": args.to_name}
+    written = result.write(output, "accepted" if args.only_accepted else "all", format=formats["--output"], **names)
     print(result.summary(), file=sys.stderr)
     print(f"wrote {written} rows to {output}", file=sys.stderr)
     if args.rejected:
-        rejected = result.rejected_to_csv(args.rejected)
+        rejected = result.write(args.rejected, "rejected", format=formats["--rejected"], **names)
         print(f"wrote {rejected} rejected rows to {args.rejected}", file=sys.stderr)
     if args.report:
         print(f"wrote the report to {result.write_report(args.report)}", file=sys.stderr)
     return 0
+
+
+def _format_for(path: Path, review_format: str | None) -> str:
+    from .export import output_format
+
+    return output_format(path, review_format if path.suffix.lower() == ".json" else None)
 
 
 def cmd_plan(args) -> int:
@@ -93,7 +123,15 @@ def cmd_plan(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "plan": cmd_plan}
+def cmd_import_reviews(args) -> int:
+    from .reviews import import_reviews
+
+    imported = import_reviews(args.export, args.config, args.output, from_name=args.from_name)
+    print(imported.summary(args.output), file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plan": cmd_plan, "import-reviews": cmd_import_reviews}
 
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:
@@ -104,7 +142,7 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line
     args = build_parser().parse_args(argv)
-    if args.max_rows is not None and args.max_rows < 1:
+    if getattr(args, "max_rows", None) is not None and args.max_rows < 1:
         print("error: --max-rows must be at least 1", file=sys.stderr)
         return 2
     try:

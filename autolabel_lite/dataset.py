@@ -1,4 +1,5 @@
-"""Dataset step: stream rows from CSV, JSONL or Parquet.
+"""Dataset step: stream rows from CSV, JSONL or Parquet, or from data the caller holds
+(a pandas DataFrame, a 🤗 datasets.Dataset, a list of dicts).
 
 Files are streamed, never loaded whole, so a million-row file labels in flat memory:
 CSV with the standard csv module, JSONL line by line, Parquet by record batch with
@@ -9,7 +10,9 @@ no "NA" → NaN), other formats are converted per value.
 The file is checked whole when it is opened (one streaming pass, before any model
 call): it decodes as UTF-8, every JSONL line is an object, and the columns are known —
 for JSONL, every key of every line in order of first appearance, so a key missing from
-the first line is not dropped.
+the first line is not dropped. Data in memory gets the same checks in one pass over its
+rows, which also digests them: a run on it is identified by its content, not a file's
+path and modification time.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import codecs
 import csv
 import hashlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -44,16 +48,29 @@ def _as_text(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
+    if hasattr(value, "tolist"):  # numpy scalars and arrays (pandas and datasets cells) as Python values
+        value = value.tolist()
+    if isinstance(value, float) and math.isnan(value):  # pandas' missing value
+        return ""
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 
 class Dataset:
-    """A tabular file to label, checked up front (exists, readable, has rows and columns)."""
+    """Rows to label, checked up front (readable, has rows and columns): a file (CSV, JSONL,
+    Parquet) or data in memory (a pandas DataFrame, a datasets.Dataset, a list of dicts)."""
 
-    def __init__(self, path: str | os.PathLike, delimiter: str = ",") -> None:
-        self.path = Path(path)
+    def __init__(self, source: Any, delimiter: str = ",") -> None:
+        self.memory: InMemoryRows | None = None
+        self.path: Path | None = None
+        if not isinstance(source, (str, os.PathLike)):
+            self.memory = InMemoryRows(source)
+            self.name, self.format, self.columns = self.memory.name, "memory", self.memory.columns
+            self.content_digest = self.memory.check()
+            return
+        self.path = Path(source)
+        self.name = str(self.path)
         if not self.path.is_file():
             raise DataError(f"input file not found: {self.path}")
         self.format = FORMATS.get(self.path.suffix.lower())
@@ -65,6 +82,18 @@ class Dataset:
         self.columns = self._read_columns()
         if not any(True for _ in self.rows(max_rows=1)):
             raise DataError(f"{self.path}: has a header but no rows")
+
+    @property
+    def files(self) -> list[Path]:
+        """The input files (none for data in memory): outputs must not overwrite them."""
+        return [] if self.path is None else [self.path]
+
+    def identity(self) -> list:
+        """What a run on these rows is keyed by: a file's path, size and modification time, or the rows' digest."""
+        if self.path is None:
+            return ["memory", self.content_digest]
+        stat = self.path.stat()
+        return [str(self.path.resolve()), stat.st_size, stat.st_mtime_ns]
 
     def _not_utf8(self, exc: UnicodeDecodeError, offset: int | None = None) -> DataError:
         where = f" at byte {offset + exc.start}" if offset is not None else ""
@@ -125,12 +154,14 @@ class Dataset:
         missing = [c for c in columns if c not in self.columns]
         if missing:
             raise DataError(
-                f"{self.path}: missing {what} column{'s' if len(missing) > 1 else ''} "
+                f"{self.name}: missing {what} column{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(repr(c) for c in missing)} (has: {', '.join(self.columns)})"
             )
 
     def _records(self) -> Iterator[dict[str, Any]]:
-        if self.format == "csv":
+        if self.memory is not None:
+            yield from self.memory.records()
+        elif self.format == "csv":
             with self.path.open(newline="", encoding="utf-8") as handle:
                 reader = csv.reader(handle, delimiter=self.delimiter)
                 next(reader, None)
@@ -156,8 +187,87 @@ class Dataset:
         except UnicodeDecodeError as exc:  # the file changed since it was checked
             raise self._not_utf8(exc) from None
         except csv.Error as exc:
-            raise DataError(f"{self.path}: cannot be read as CSV: {exc}") from None
+            raise DataError(f"{self.name}: cannot be read as CSV: {exc}") from None
         except DataError:
             raise
         except (ValueError, OSError) as exc:
-            raise DataError(f"{self.path}: cannot be read as {self.format}: {str(exc).splitlines()[0]}") from None
+            raise DataError(f"{self.name}: cannot be read as {self.format}: {str(exc).splitlines()[0]}") from None
+
+
+class InMemoryRows:
+    """Rows the caller holds: a pandas DataFrame, a 🤗 datasets.Dataset or a list of dicts.
+
+    Neither library is imported here: a caller holding one of their objects has imported it.
+    """
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        pandas, datasets = sys.modules.get("pandas"), sys.modules.get("datasets")
+        if pandas is not None and isinstance(data, pandas.DataFrame):
+            self.kind, self.name = "pandas", "the DataFrame"
+            columns = list(data.columns)
+            if not all(isinstance(c, str) for c in columns):
+                raise DataError(f"the DataFrame: column names must be text (got {next(c for c in columns if not isinstance(c, str))!r})")
+        elif datasets is not None and isinstance(data, datasets.Dataset):
+            self.kind, self.name = "datasets", "the datasets.Dataset"
+            columns = list(data.column_names)
+        elif isinstance(data, (list, tuple)):
+            self.kind, self.name = "dicts", "the list of rows"
+            columns = self._dict_columns()
+        else:
+            if datasets is not None and isinstance(data, datasets.DatasetDict):
+                raise DataError(f"cannot label a DatasetDict: pick a split, e.g. data[{next(iter(data), 'train')!r}]")
+            raise DataError(
+                f"cannot label a {type(data).__module__}.{type(data).__qualname__}: "
+                "give a file path, a pandas DataFrame, a datasets.Dataset or a list of dicts"
+            )
+        if len(set(columns)) != len(columns):
+            raise DataError(f"{self.name}: column {next(c for c in columns if columns.count(c) > 1)!r} appears twice")
+        if not columns:
+            raise DataError(f"{self.name}: has no columns")
+        self.columns: list[str] = columns
+
+    def _dict_columns(self) -> list[str]:
+        columns: dict[str, None] = {}
+        for number, row in enumerate(self.data, 1):
+            if not isinstance(row, dict):
+                raise DataError(f"the list of rows: row {number} is not a dict (it is {type(row).__name__})")
+            wrong = next((key for key in row if not isinstance(key, str)), None)
+            if wrong is not None:
+                raise DataError(f"the list of rows: row {number} has a key that is not text: {wrong!r}")
+            columns.update(dict.fromkeys(row))
+        return list(columns)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        if self.kind == "dicts":
+            yield from self.data
+        elif self.kind == "pandas":
+            from pandas import isna
+            from pandas.api.types import is_scalar
+
+            for values in self.data.itertuples(index=False, name=None):
+                # pandas marks a missing cell NaN, NA or NaT: an empty value, as a blank CSV cell is.
+                yield {c: None if is_scalar(v) and isna(v) else v for c, v in zip(self.columns, values)}
+        else:
+            for batch in self.data.iter(batch_size=PARQUET_BATCH_ROWS):
+                yield from (dict(zip(self.columns, values)) for values in zip(*(batch[c] for c in self.columns)))
+
+    def check(self) -> str:
+        """One pass over the rows: each is labelable text, and together they have this digest."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(json.dumps(self.columns).encode())
+        rows = 0
+        for rows, record in enumerate(self.records(), 1):
+            values = []
+            for column in self.columns:
+                value = record.get(column)
+                if isinstance(value, (bytes, bytearray)):
+                    raise DataError(f"{self.name}: row {rows}, column {column!r} holds bytes, not text; decode it first")
+                values.append(_as_text(value))
+            try:
+                digest.update(json.dumps(values, ensure_ascii=False).encode() + b"\n")
+            except UnicodeEncodeError:
+                raise DataError(f"{self.name}: row {rows} is not valid Unicode text (a lone surrogate); clean it first") from None
+        if not rows:
+            raise DataError(f"{self.name}: has no rows")
+        return digest.hexdigest()

@@ -10,7 +10,6 @@ against completion rate, chooses the config's threshold and saves it for run().
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from .prompt import Prompt
 
 if TYPE_CHECKING:
     from .agent import LabelingAgent
+    from .dataset import Dataset
     from .labeler import Labeler
     from .result import LabelingResult
 
@@ -223,8 +223,8 @@ def _seed_lines(seed: SeedReport) -> list[str]:
 
 def build_plan(
     agent: "LabelingAgent",
-    dataset: str | os.PathLike,
-    seed: str | os.PathLike | int | None,
+    dataset: "Dataset",
+    seed: Any,
     max_rows: int | None,
     plot: Path,
     progress: bool | None,
@@ -232,7 +232,7 @@ def build_plan(
     from .cache import Cache
     from .labeler import Labeler
 
-    data = agent.open_dataset(dataset)
+    data = dataset
     rows = sum(1 for _ in data.rows(max_rows))
     provider = agent.provider
     labeler = Labeler(agent.task, provider, agent.prompt_builder, agent.selector, Cache(agent.cache_location))
@@ -256,7 +256,7 @@ def build_plan(
     if agent.config.model.compute_confidence:
         plan.notes.append("token counts leave out the confidence step's own model calls")
     if seed is not None:
-        plan.seed = _evaluate_seed(agent, dataset, seed, plot, progress)
+        plan.seed = _evaluate_seed(agent, data, seed, plot, progress)
     return plan
 
 
@@ -306,14 +306,15 @@ def _cost(agent: "LabelingAgent", plan: Plan) -> float | None:
     return (plan.prompt_tokens * pricing.input_per_million + plan.output_tokens * pricing.output_per_million) / 1e6
 
 
-def _evaluate_seed(agent: "LabelingAgent", dataset, seed: str | os.PathLike | int, plot: Path, progress: bool | None) -> SeedReport:
+def _evaluate_seed(agent: "LabelingAgent", dataset: "Dataset", seed: Any, plot: Path, progress: bool | None) -> SeedReport:
     gold_column = agent.config.dataset.label_column
     if not gold_column:
         raise ConfigError("dataset.label_column: needed to evaluate seed rows (the column with the ground-truth label)")
-    path, seed_rows = (dataset, seed) if isinstance(seed, int) else (seed, None)
-    source = f"the first {seed} rows of {dataset}" if isinstance(seed, int) else str(seed)
-    agent.open_dataset(path).require_columns([gold_column], what="ground-truth")  # before any labeling
-    result = agent.label(path, max_rows=seed_rows, progress=progress)
+    seed_data = dataset if isinstance(seed, int) else agent.open_dataset(seed)
+    seed_rows = seed if isinstance(seed, int) else None
+    source = f"the first {seed} rows of {dataset.name}" if isinstance(seed, int) else seed_data.name
+    seed_data.require_columns([gold_column], what="ground-truth")  # before any labeling
+    result = agent.label(seed_data, max_rows=seed_rows, progress=progress)
     confidence, correct, unlabeled, errors = [], [], 0, 0
     for row, outcome in result.rows():
         gold = row[gold_column]

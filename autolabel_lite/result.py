@@ -1,8 +1,9 @@
-"""Export step: a finished run's labels joined back onto the input rows, streamed to CSV."""
+"""Export step: a finished run's labels joined back onto the input rows, streamed to a
+file (CSV, JSONL, Parquet, or a review tool's JSON: see export.py) or handed over as a
+pandas DataFrame or a 🤗 datasets.Dataset."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -18,12 +19,28 @@ from .confidence import get_method_class, resolve_method
 from .confidence.base import splits_labels
 from .dataset import Dataset, row_digest
 from .errors import DataError
+from .export import (
+    FLAG,
+    NUMBER,
+    REVIEW_EXPORTS,
+    TEXT,
+    LabeledRow,
+    arrow_schema,
+    output_format,
+    record_batches,
+    write_table,
+)
 from .files import check_outputs, replaced_when_done
 from .metrics import confidence_quality
 from .policy import ThresholdDecision
 
 if TYPE_CHECKING:
     from .agent import LabelingAgent
+
+
+def review_companion(path: str | os.PathLike, fmt: str) -> Path | None:
+    """The labeling config written beside a Label Studio export: ``review.json`` → ``review.xml``."""
+    return Path(path).with_suffix(".xml") if fmt == "label-studio" else None
 
 EXPORT_CHUNK = 1000
 
@@ -53,7 +70,7 @@ class RunStats:
 
 class LabelingResult:
     """Labels for every row of one run. Nothing is held in memory: rows are read back
-    from the input file and the cache as they are exported."""
+    from the input (file or data in memory) and the cache as they are exported."""
 
     def __init__(self, agent: "LabelingAgent", data: Dataset, cache: Cache, run_key: str, max_rows: int | None, stats: RunStats):
         self.agent = agent
@@ -130,50 +147,115 @@ class LabelingResult:
             return
         results = self.cache.load_rows(self.run_key, buffer[0][0], buffer[-1][0] + 1)
         columns = self.task.input_columns
+        changed = "the file" if self.data.path is not None else "the data"
         for index, row in buffer:
             result = results.get(index) or RowResult(index, error="not labeled (run interrupted)")
             if result.input_digest and result.input_digest != row_digest(row, columns):
                 raise DataError(
-                    f"{self.data.path}: row {index + 1} is not the row that was labeled (the file changed since the run); "
-                    "run again to label the file as it is now"
+                    f"{self.data.name}: row {index + 1} is not the row that was labeled ({changed} changed since the run); "
+                    f"run again to label {changed} as it is now"
                 )
             yield row, result
 
-    def records(self) -> Iterator[dict[str, Any]]:
-        label, confidence, accepted, error, *detail_columns = self.output_columns
+    def labeled_rows(self, which: str = "all") -> Iterator[LabeledRow]:
+        """Rows with their outcome, in input order: ``all``, or only the ``accepted`` or ``rejected`` ones."""
+        if which not in ("all", "accepted", "rejected"):
+            raise ValueError(f"which: 'all', 'accepted' or 'rejected', not {which!r}")
         for row, result in self.rows():
-            value = self.confidence(result)
+            accepted = self.is_accepted(result)
+            if which == "all" or accepted == (which == "accepted"):
+                yield LabeledRow(result.index, row, result.label, self.confidence(result), accepted, result.error, result.details)
+
+    @property
+    def schema(self) -> dict[str, str]:
+        """Every column written, input columns first, and its kind (text, number, flag)."""
+        label, confidence, accepted, error, *details = self.output_columns
+        return {
+            **dict.fromkeys(self.data.columns, TEXT),
+            label: TEXT,
+            confidence: NUMBER,
+            accepted: FLAG,
+            error: TEXT,
+            **dict.fromkeys(details, TEXT),
+        }
+
+    def records(self, which: str = "all") -> Iterator[dict[str, Any]]:
+        """Each row as written to a table: input columns as text, confidence a float (None
+        without one), accepted a bool, row details as JSON text."""
+        label, confidence, accepted, error, *detail_columns = self.output_columns
+        for item in self.labeled_rows(which):
             yield {
-                **row,
-                label: result.label,
-                confidence: "" if value is None else value,  # full precision: the threshold is one of these values
-                accepted: "true" if self.is_accepted(result) else "false",
-                error: result.error,
+                **item.row,
+                label: item.label,
+                confidence: item.confidence,
+                accepted: item.accepted,
+                error: item.error,
                 **{
-                    column: json.dumps(result.details[key], ensure_ascii=False) if key in result.details else ""
+                    column: json.dumps(item.details[key], ensure_ascii=False) if key in item.details else ""
                     for column, key in zip(detail_columns, self.detail_keys)
                 },
             }
 
+    def write(
+        self,
+        path: str | os.PathLike,
+        which: str = "all",
+        *,
+        format: str | None = None,
+        from_name: str | None = None,
+        to_name: str | None = None,
+    ) -> int:
+        """Write ``which`` rows (``all``, ``accepted``, ``rejected``) to ``path``; returns rows written.
+
+        The extension picks the table format (``.csv``, ``.jsonl``, ``.parquet``) unless
+        ``format`` names one; a ``.json`` path is a review tool's import file,
+        ``format="label-studio"`` (with the labeling config written beside it as
+        ``<path stem>.xml``) or ``format="argilla"``.
+        ``from_name``/``to_name`` name the question and the text it is about (default
+        ``label`` and the input column the label is about).
+        """
+        fmt = output_format(path, format)
+        companion = review_companion(path, fmt)
+        check_outputs(self.data.files, {"output": path, "labeling config": companion})
+        if fmt not in REVIEW_EXPORTS:
+            with replaced_when_done(path) as staging:
+                return write_table(staging, fmt, self.schema, self.records(which))
+        review = REVIEW_EXPORTS[fmt](self.task, self.model_version, from_name, to_name)
+        if companion is not None:
+            with replaced_when_done(companion) as staging:
+                staging.write_text(review.labeling_config(), encoding="utf-8")
+        with replaced_when_done(path) as staging:
+            return review.write(staging, self.labeled_rows(which))
+
+    @property
+    def model_version(self) -> str:
+        """Who labeled: ``provider/model``."""
+        return f"{self.config.model.provider}/{self.agent.provider.model_name}"
+
     def to_csv(self, path: str | os.PathLike, only_accepted: bool = False) -> int:
-        """Write the rows (all, or only accepted ones) with the label columns; returns rows written."""
-        return self._write(path, lambda record: not only_accepted or record[self.output_columns[2]] == "true")
+        """Write the rows (all, or only accepted ones) with the label columns as CSV; returns rows written."""
+        return self.write(path, "accepted" if only_accepted else "all", format="csv")
 
     def rejected_to_csv(self, path: str | os.PathLike) -> int:
-        """Write the rows that were not accepted, for review."""
-        return self._write(path, lambda record: record[self.output_columns[2]] != "true")
+        """Write the rows that were not accepted, for review, as CSV."""
+        return self.write(path, "rejected", format="csv")
 
-    def _write(self, path, keep) -> int:
-        check_outputs([self.data.path], {"output": path})
-        written = 0
-        with replaced_when_done(path) as staging, open(staging, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=[*self.data.columns, *self.output_columns], extrasaction="ignore")
-            writer.writeheader()
-            for record in self.records():
-                if keep(record):
-                    writer.writerow(record)
-                    written += 1
-        return written
+    def to_pandas(self):
+        """Every input column and the output columns as a pandas DataFrame, in input order:
+        inputs and labels as text, confidence float (NaN without one), accepted bool."""
+        return self._arrow_table().to_pandas()
+
+    def to_dataset(self):
+        """The rows of to_pandas() as a 🤗 datasets.Dataset (confidence float64, accepted bool)."""
+        import datasets
+
+        return datasets.Dataset(self._arrow_table())
+
+    def _arrow_table(self):
+        import pyarrow as pa
+
+        schema = arrow_schema(self.schema)
+        return pa.Table.from_batches(list(record_batches(schema, self.records())), schema=schema)
 
     def write_report(self, path: str | os.PathLike) -> Path:
         """Write one self-contained HTML page about the run's labels (figures need the ``plot``
