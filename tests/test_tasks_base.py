@@ -50,4 +50,6 @@ def test_classification_metrics_on_hand_computed_values():
     gold = ["Positive", "negative", "negative", " neutral", "positive"]  # gold spelled loosely
     predicted = ["positive", "negative", "positive", "", "positive"]  # "" is a failed row
     # F1 per class present: positive 2/(2+0.5) = 0.8, negative 2/3, neutral 0, "" 0.
-    assert task.metrics(predicted, gold) == pytest.approx({"accuracy": 0.6, "macro_f1": (0.8 + 2 / 3) / 4})
+    # Recall per true label: positive 2/2, negative 1/2, neutral 0/1.
+    expected = {"accuracy": 0.6, "balanced_accuracy": (1 + 0.5 + 0) / 3, "macro_f1": (0.8 + 2 / 3) / 4}
+    assert task.metrics(predicted, gold) == pytest.approx(expected)
