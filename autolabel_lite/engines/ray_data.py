@@ -14,6 +14,7 @@ back what is stored, so a row is labeled once and no call is paid for twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -109,6 +110,9 @@ def label_on_ray(
             ray.shutdown()
 
 
+_LABELERS_BUILT = itertools.count()
+
+
 class LabelBatches:
     """One Ray actor: builds its labeler once, then labels and saves a batch per call."""
 
@@ -121,7 +125,7 @@ class LabelBatches:
         # The learned labeler fits on the examples once per actor (local models only: their
         # example scores are computed by each actor, and the first stored is kept).
         self.loop.run_until_complete(self.labeler.prepare())
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self.labeler)}"
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{next(_LABELERS_BUILT)}"  # counts labelers built
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         indices = [int(index) for index in batch["index"]]
