@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 WORKERS = 2
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_nodes():
     """A head node without CPUs (the driver's) and two nodes of one CPU for the actors: the
     actors run on the worker nodes, and removing one of them leaves room for its actor."""

@@ -33,7 +33,7 @@ from . import label_each
 ACTOR_CPUS = 0.25
 # Rows per batch, per request in flight: a batch keeps the actor's requests in flight
 # until its last few rows, and a retried batch redoes (from the cache) at most this many.
-ROWS_PER_BATCH_PER_REQUEST = 4
+ROWS_PER_BATCH_PER_REQUEST = 8
 # What a batch reports back to the driver, summed into the run's RunStats.
 BATCH_STATS = ("labeled", "errors", "cache_hits", "model_calls", "unparsed_confidences")
 
