@@ -85,6 +85,6 @@ def test_a_node_removed_mid_run_costs_no_row(two_nodes, fake_server, api_config,
 
 
 def test_a_sqlite_cache_is_refused_on_a_cluster(two_nodes, fake_server, api_config, reviews, cache_path):  # noqa: F811
-    with pytest.raises(ConfigError, match="a SQLite file cannot be shared by the 3 nodes of a Ray cluster"):
+    with pytest.raises(ConfigError, match=r"a SQLite file cannot be shared by the \d+ nodes of a Ray cluster"):
         LabelingAgent(api_config).run(reviews, progress=False, engine="ray")
     assert not fake_server.requests
