@@ -185,6 +185,8 @@ class LabelingAgent:
         if engine == "ray":
             from .engines.ray_data import label_on_ray
 
+            # A bad setting fails here in one line, not in every actor's traceback.
+            self.labeler(cache)
             # Each actor builds its own labeler from the config: models and connections do not travel.
             make_labeler = functools.partial(build_labeler, self.config, cache.url)
             concurrency = self.provider.concurrency

@@ -205,6 +205,45 @@ def test_an_actor_killed_after_a_commit_costs_no_model_call_twice(fake_server, c
     check_every_row_once(output, any_cache)
 
 
+# In an actor only (the driver never builds one): what a worker missing a GPU driver or a
+# package would raise while it starts.
+ACTORS_CANNOT_START = """
+import autolabel_lite.engines.ray_data as ray_data
+
+
+def cannot_start(self, make_labeler, run_key):
+    raise RuntimeError("this worker has no CUDA driver")
+
+
+ray_data.LabelBatches.__init__ = cannot_start
+"""
+
+
+def test_an_actor_that_cannot_start_is_a_one_line_error(fake_server, config, reviews, tmp_path, monkeypatch):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(ACTORS_CANNOT_START)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")])))
+
+    run = subprocess.run(ray_command(config, reviews, tmp_path / "out.csv", tmp_path), capture_output=True, text=True, timeout=240)
+
+    assert run.returncode == 2, run.stderr[-3000:]
+    last = run.stderr.strip().splitlines()[-1]  # Ray prints the actor's traceback above it
+    assert last == "error: ray: a labeling actor could not start: RuntimeError: this worker has no CUDA driver"
+    assert not (tmp_path / "out.csv").exists()
+    assert not fake_server.requests
+
+
+def test_a_bad_setting_is_one_line_before_ray_starts(fake_server, config, reviews, tmp_path, capsys):
+    config["model"]["compute_confidence"] = True
+    config["confidence"] = {"method": "learned"}  # needs the learned labeler, which an API model has not
+    command = ray_command(config, reviews, tmp_path / "out.csv", tmp_path)
+
+    assert main(command[3:]) == 2
+
+    assert capsys.readouterr().err.strip() == "error: confidence.method: learned needs the learned labeler (see learning.enabled)"
+
+
 def test_without_ray_the_engine_is_a_one_line_error(fake_server, config, reviews, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as when the extra is not installed
     command = ray_command(config, reviews, tmp_path / "out.csv", tmp_path)

@@ -104,7 +104,14 @@ def label_on_ray(
         stats.labelers = len(labelers)
         return stats
     except Exception as exc:
-        raise _user_error(exc) or exc
+        user_error = _user_error(exc)
+        if user_error is not None:
+            raise user_error from None
+        if isinstance(exc, ray.exceptions.ActorDiedError) and "creation task" in str(exc):
+            # Ray printed the actor's traceback; its message ends with the error that stopped it.
+            reason = str(exc).strip().splitlines()[-1]
+            raise ConfigError(f"ray: a labeling actor could not start: {reason}") from None
+        raise
     finally:
         if started_here:
             ray.shutdown()
