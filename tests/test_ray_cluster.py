@@ -14,7 +14,7 @@ import pytest
 from autolabel_lite import LabelingAgent
 from autolabel_lite.errors import ConfigError
 
-from conftest import saved_rows
+from conftest import POSTGRES_URL, saved_rows
 from test_ray_engine import CONCURRENCY, ROWS, asked_rows, check_every_row_once, reviews  # noqa: F401  (a fixture)
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'autolabel-lite[ray]')")
@@ -50,6 +50,7 @@ def actor_nodes() -> set[str]:
     }
 
 
+@pytest.mark.skipif(not POSTGRES_URL, reason="no PostgreSQL server: set AUTOLABEL_TEST_POSTGRES_URL (.ci/run starts one)")
 def test_a_node_removed_mid_run_costs_no_row(two_nodes, fake_server, api_config, reviews, tmp_path, postgres_url):  # noqa: F811
     cluster, nodes = two_nodes
     config = copy.deepcopy(api_config)
