@@ -19,7 +19,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[plot]"
 
 install-test: install
-	$(BIN)/pip install --quiet -e ".[plot,test]"
+	$(BIN)/pip install --quiet -e ".[plot,test,postgres,ray]"
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/autolabel-lite run task_configs/sentiment.json examples/sentiment/reviews.csv --output labeled.csv

@@ -3,17 +3,17 @@ parse → confidence → policy and hands back a LabelingResult for export."""
 
 from __future__ import annotations
 
-import asyncio
-import gc
+import functools
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .cache import Cache, RowResult, stable_hash
+from .cache import Cache, stable_hash
 from .config import TaskConfig, load_config
-from .dataset import Dataset, row_digest
+from .dataset import Dataset
+from .engines import ENGINES
 from .errors import ConfigError
 from .fewshot import ExampleSelector, load_examples
 from .labeler import Labeler
@@ -21,18 +21,11 @@ from .plan import Plan, build_plan
 from .policy import SavedThreshold, check_applicable, decision_for_run, saved_threshold_path
 from .prompt import PromptBuilder
 from .providers import Provider, create_provider
-from .result import LabelingResult, RunStats
+from .result import LabelingResult
 from .tasks import get_task_class
 
 # A file path, a pandas DataFrame, a datasets.Dataset, a list of dicts, or an opened Dataset.
 DataSource = Any
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line reason for a row's ``_error`` column (never an API key: the SDK errors carry none)."""
-    from .providers.openai_api import describe_api_error
-
-    return describe_api_error(exc)
 
 
 class LabelingAgent:
@@ -140,80 +133,93 @@ class LabelingAgent:
             plot = (data.path.parent if data.path is not None else Path()) / f"{stem}{self.config.task_name}_plan.png"
         return build_plan(self, data, seed, max_rows, Path(plot), progress)
 
-    def run(self, dataset: "DataSource", max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
+    def run(
+        self,
+        dataset: "DataSource",
+        max_rows: int | None = None,
+        *,
+        progress: bool | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        workers: int | None = None,
+        gpus_per_worker: float | None = None,
+    ) -> LabelingResult:
         """Label every row (or the first ``max_rows``), apply the threshold policy and return the result.
 
         ``dataset`` is a path (CSV, JSONL, Parquet), a pandas DataFrame, a datasets.Dataset or a list of dicts.
 
         Rows already labeled by an interrupted run of the same job are not labeled again.
+        ``engine="ray"`` labels on Ray Data: ``workers`` actors (default 1), each with
+        ``gpus_per_worker`` GPUs, on the cluster at ``ray_address`` (default: a local one).
         """
         saved = SavedThreshold.load(self.saved_threshold_path(), self.tuning_key()) if self.config.threshold else None
         check_applicable(self.config.threshold, saved)  # before any labeling
-        result = self.label(dataset, max_rows, progress=progress)
+        result = self.label(
+            dataset, max_rows, progress=progress, engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker
+        )
         result.apply_threshold(decision_for_run(self.config.threshold, saved, result.acceptable_confidences))
         return result
 
-    def label(self, dataset: "DataSource", max_rows: int | None = None, *, progress: bool | None = None) -> LabelingResult:
+    def label(
+        self,
+        dataset: "DataSource",
+        max_rows: int | None = None,
+        *,
+        progress: bool | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        workers: int | None = None,
+        gpus_per_worker: float | None = None,
+    ) -> LabelingResult:
         """Label the rows without applying the threshold policy (plan() uses this on seed rows)."""
+        ray_options = _ray_options(engine, ray_address, workers, gpus_per_worker)
+        if engine == "ray":
+            from .engines.ray_data import import_ray
+
+            import_ray()  # a missing extra is reported before anything else
         data = self.open_dataset(dataset)
         cache = Cache(self.cache_location)  # a bad cache location is reported before any model loads
-        provider = self.provider
         run_key = self.run_key(data)
-        verifier = self.verifier if self.config.model.compute_confidence else None
-        labeler = Labeler(self.task, provider, self.prompt_builder, self.selector, cache, verifier)
         show = sys.stderr.isatty() if progress is None else progress
         started = time.perf_counter()
-        # The collector skips what was alive before the run (the imported libraries, ~400k
-        # objects once datasets has imported torch): every full collection walked them all,
-        # ~170 ms of CPU each, 100-240 us per row at latency 0.
-        gc.freeze()
-        try:
-            stats = asyncio.run(self._label_all(data, max_rows, labeler, cache, run_key, show))
-        finally:
-            gc.unfreeze()
+        if engine == "ray":
+            from .engines.ray_data import label_on_ray
+
+            # A bad setting fails here in one line, not in every actor's traceback.
+            self.labeler(cache)
+            # Each actor builds its own labeler from the config: models and connections do not travel.
+            make_labeler = functools.partial(build_labeler, self.config, cache.url)
+            concurrency = self.provider.concurrency
+            stats = label_on_ray(make_labeler, data, max_rows, cache, run_key, show, concurrency=concurrency, **ray_options)
+        else:
+            from .engines.local import label_locally
+
+            stats = label_locally(self.labeler(cache), data, max_rows, cache, run_key, show)
         stats.seconds = time.perf_counter() - started
         return LabelingResult(self, data, cache, run_key, max_rows, stats)
 
-    async def _label_all(self, data, max_rows, labeler: Labeler, cache: Cache, run_key: str, show: bool) -> RunStats:
-        from tqdm import tqdm
+    def labeler(self, cache: Cache) -> Labeler:
+        """The labeling stage of this agent's config, its model calls cached in ``cache``."""
+        verifier = self.verifier if self.config.model.compute_confidence else None
+        return Labeler(self.task, self.provider, self.prompt_builder, self.selector, cache, verifier)
 
-        await labeler.prepare(progress=show)
-        done = cache.done_rows(run_key)
-        stats = RunStats(resumed=0)
-        bar = tqdm(total=max_rows, disable=not show, unit="row", desc=self.config.task_name)
-        rows = enumerate(self.selector.ahead(data.rows(max_rows)))
 
-        async def worker() -> None:
-            # Each worker pulls the next row when it is free: as many rows in flight as the
-            # provider's concurrency, and no per-row task or wait-set bookkeeping (at 128 in
-            # flight, asyncio.wait over a window of tasks cost a third of the client's CPU).
-            for index, row in rows:
-                stats.rows += 1
-                if index in done:
-                    stats.resumed += 1
-                    bar.update(1)
-                    continue
-                try:
-                    result = await labeler.label(index, row)
-                except ConfigError:
-                    raise
-                except Exception as exc:  # one row's failure must not end the run
-                    result = RowResult(index, error=describe_error(exc), final=False)
-                result.input_digest = row_digest(row, self.task.input_columns)
-                # Committed before it counts: after kill -9 a resumed run redoes only the rows in flight,
-                # and their answered calls come from the cache (each was stored as it arrived).
-                cache.save_row(run_key, result)
-                stats.add(result)
-                bar.update(1)
+def build_labeler(config: TaskConfig, cache_location: str) -> Labeler:
+    """A labeler for ``config`` with its own cache connection (what a Ray actor builds once)."""
+    return LabelingAgent(config, cache=cache_location).labeler(Cache(cache_location))
 
-        workers = [asyncio.ensure_future(worker()) for _ in range(labeler.provider.concurrency)]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            bar.close()
-            stats.model_calls = labeler.model_calls
-            await labeler.aclose()
-        return stats
+
+def _ray_options(engine: str, address: str | None, workers: int | None, gpus_per_worker: float | None) -> dict[str, Any]:
+    if engine not in ENGINES:
+        raise ConfigError(f"engine: unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    given = {"ray_address": address, "workers": workers, "gpus_per_worker": gpus_per_worker}
+    if engine != "ray":
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise ConfigError(f"{named[0]}: only the ray engine takes it (engine=\"ray\", --engine ray)")
+        return {}
+    if workers is not None and workers < 1:
+        raise ConfigError("workers: the ray engine needs at least 1 worker")
+    if gpus_per_worker is not None and gpus_per_worker < 0:
+        raise ConfigError("gpus_per_worker: cannot be negative")
+    return {"address": address, "workers": workers or 1, "gpus_per_worker": gpus_per_worker or 0}

@@ -1,10 +1,14 @@
-"""The SQLite (or any SQLAlchemy URL) cache: model calls and per-row results.
+"""The cache: model calls and per-row results, in SQLite (default) or PostgreSQL.
 
 - ``model_calls``: one entry per model call, keyed by a hash of provider, model,
   parameters, operation and the full prompt. A rerun of the same job makes no calls.
 - ``row_results``: each row's outcome for a run, written as rows finish, so an
   interrupted run resumes where it stopped without losing or relabeling a row.
 API keys never enter either table: keys are built from ``Provider.identity()``.
+
+Both are written first-wins (insert-or-ignore; a row result only replaces one that is not
+final), so a task that runs twice — a retried Ray task, two processes on one job — stores
+one answer and gets back that one. SQLite serves one machine; PostgreSQL serves a cluster.
 """
 
 from __future__ import annotations
@@ -82,6 +86,12 @@ class RowResult:
 
 DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+# A cache holds at most two connections (the lookup connection and one for sessions): hundreds
+# of Ray actors, each with its own cache, must stay under PostgreSQL's default 100 connections.
+POSTGRES_POOL = {"pool_size": 1, "max_overflow": 1}
+# The key of the PostgreSQL advisory lock held while the schema is created: concurrent
+# CREATE TABLE IF NOT EXISTS races on PostgreSQL's catalog (duplicate key in pg_type).
+SCHEMA_LOCK_KEY = 0x6175746F6C6162  # "autolab"
 
 
 def _database_url(location: str | os.PathLike | None) -> str:
@@ -109,7 +119,7 @@ def _engine(url: str) -> Engine:
         # Insert-or-ignore and upsert are written with their ON CONFLICT clauses.
         raise ConfigError(f"cache: unknown database type in {url!r}; use a file path, sqlite:///… or postgresql+psycopg://…")
     try:
-        return create_engine(url)
+        return create_engine(url, **(POSTGRES_POOL if backend == "postgresql" else {}))
     except NoSuchModuleError:  # before ArgumentError, its base class
         raise ConfigError(f"cache: unknown database type in {url!r}; use a file path, sqlite:///… or postgresql+psycopg://…") from None
     except ArgumentError as exc:
@@ -130,6 +140,8 @@ class Cache:
         # cache at once both saw no table, and the second CREATE failed.
         try:
             with self.engine.begin() as connection:
+                if self.engine.dialect.name == "postgresql":  # released when the transaction ends
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
                 for table in _Base.metadata.sorted_tables:
                     connection.execute(CreateTable(table, if_not_exists=True))
                 _add_missing_columns(connection)
@@ -139,8 +151,9 @@ class Cache:
         self._reader: Connection | None = None
         dialect = self.engine.dialect
         self._lookup = _Raw(_CALL_BY_KEY, dialect)
-        self._call_insert = _Raw(_insert(dialect, ModelCall, update=False), dialect)
-        self._row_upsert = _Raw(_insert(dialect, RowResultRecord, update=True), dialect)
+        self._call_insert = _Raw(_insert(dialect, ModelCall, update=False).returning(ModelCall.key), dialect)
+        self._row_insert = _row_insert(dialect)
+        self._row_insert_raw = _Raw(self._row_insert, dialect)
 
     # -- model calls ---------------------------------------------------------------------
 
@@ -163,10 +176,13 @@ class Cache:
         finally:
             cursor.close()
 
-    def put_call(self, key: str, value: Any) -> None:
-        """Store one answered call at once (a killed run never pays for it again). The first
-        answer stored wins: a retried call gets back what was paid for, not a second answer."""
-        self._execute(self._call_insert, {"key": key, "value": json.dumps(value)})
+    def put_call(self, key: str, value: Any) -> Any:
+        """Store one answered call at once (a killed run never pays for it again) and return
+        the stored answer. The first answer stored wins: a call made twice at once (a retried
+        task) gets back what was stored first, not a second answer at temperature > 0."""
+        if self._execute(self._call_insert, {"key": key, "value": json.dumps(value)}, fetch=True) is not None:
+            return value
+        return self.get_call(key)
 
 
     # -- embeddings ----------------------------------------------------------------------
@@ -192,19 +208,27 @@ class Cache:
             return set(session.scalars(query))
 
     def save_row(self, run_key: str, result: RowResult) -> None:
-        """Store one finished row at once, before the run counts it done."""
-        record = {
-            "run_key": run_key,
-            "row_index": result.index,
-            "label": result.label,
-            "confidence": result.confidence,
-            "error": result.error,
-            "details": json.dumps(result.details),
-            "final": result.final,
-            "input_digest": result.input_digest,
-        }
-        self._execute(self._row_upsert, record)
+        """Store one finished row at once, before the run counts it done (it replaces a stored
+        result only when that one is not final)."""
+        self._execute(self._row_insert_raw, _row_record(run_key, result))
 
+    def save_rows(self, run_key: str, results: Iterable[RowResult]) -> dict[int, RowResult]:
+        """Store a batch of finished rows in one transaction, as ``save_row`` does each, and
+        return what is stored for them: a batch that runs twice gets back its first results.
+        Keys go in sorted: two writers inserting overlapping batches in different orders deadlock."""
+        records = sorted((_row_record(run_key, r) for r in results), key=lambda record: record["row_index"])
+        if not records:
+            return {}
+        indices = [record["row_index"] for record in records]
+        stored: dict[int, RowResult] = {}
+        with self.engine.begin() as connection:
+            connection.execute(self._row_insert, records)
+            for start in range(0, len(indices), _CHUNK):
+                query = select(RowResultRecord).where(
+                    RowResultRecord.run_key == run_key, RowResultRecord.row_index.in_(indices[start : start + _CHUNK])
+                )
+                stored.update((rec.row_index, _row_result(rec)) for rec in Session(connection).scalars(query))
+        return stored
 
     def load_rows(self, run_key: str, start: int, stop: int) -> dict[int, RowResult]:
         """Results for row indices in [start, stop), for streaming export."""
@@ -212,18 +236,7 @@ class Cache:
             RowResultRecord.run_key == run_key, RowResultRecord.row_index >= start, RowResultRecord.row_index < stop
         )
         with Session(self.engine) as session:
-            return {
-                rec.row_index: RowResult(
-                    rec.row_index,
-                    rec.label,
-                    rec.confidence,
-                    rec.error,
-                    details=json.loads(rec.details),
-                    final=rec.final,
-                    input_digest=rec.input_digest or "",
-                )
-                for rec in session.scalars(query)
-            }
+            return {rec.row_index: _row_result(rec) for rec in session.scalars(query)}
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -238,15 +251,47 @@ class Cache:
         self.engine.dispose()
 
 
-def _insert(dialect, table, update: bool):
-    """INSERT of one record that ignores (``update=False``) or replaces an existing key."""
+def _insert(dialect, table, update: bool, where=None):
+    """INSERT of one record that ignores (``update=False``) or replaces an existing key
+    (only where ``where`` holds for the stored record, when given)."""
     module = __import__(f"sqlalchemy.dialects.{dialect.name}", fromlist=["insert"])
     statement = module.insert(table)
     keys = [c.name for c in table.__table__.primary_key.columns]
     if not update:
         return statement.on_conflict_do_nothing(index_elements=keys)
     others = {c.name: statement.excluded[c.name] for c in table.__table__.columns if c.name not in keys}
-    return statement.on_conflict_do_update(index_elements=keys, set_=others)
+    return statement.on_conflict_do_update(index_elements=keys, set_=others, where=where)
+
+
+def _row_insert(dialect):
+    """A row result goes in unless a final one is stored: a failed row is retried by a rerun,
+    a finished one is never replaced by a second labeling of it."""
+    return _insert(dialect, RowResultRecord, update=True, where=RowResultRecord.__table__.c.final.is_(False))
+
+
+def _row_record(run_key: str, result: RowResult) -> dict[str, Any]:
+    return {
+        "run_key": run_key,
+        "row_index": result.index,
+        "label": result.label,
+        "confidence": result.confidence,
+        "error": result.error,
+        "details": json.dumps(result.details),
+        "final": result.final,
+        "input_digest": result.input_digest,
+    }
+
+
+def _row_result(record: RowResultRecord) -> RowResult:
+    return RowResult(
+        record.row_index,
+        record.label,
+        record.confidence,
+        record.error,
+        details=json.loads(record.details),
+        final=record.final,
+        input_digest=record.input_digest or "",
+    )
 
 
 class _Raw:

@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--from-name", help="review formats: the question's name (default: label)")
     run.add_argument("--to-name", help="review formats: the name of the text it is about (default: its input column)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--engine", choices=["local", "ray"], default="local", help="where rows are labeled: this process (default) or Ray")
+    run.add_argument("--ray-address", help="the Ray cluster to join (e.g. auto); default: start a local one")
+    run.add_argument("--workers", type=int, help="Ray actors labeling at once, each with its own model (default 1)")
+    run.add_argument("--gpus-per-worker", type=float, help="GPUs each Ray actor reserves (default 0)")
     plan = commands.add_parser("plan", help="show the prompt, estimate tokens and cost, and tune the threshold on seed rows")
     _common(plan, "names the quality-vs-completion plot: written as <output stem>_plan.png beside it")
     plan.add_argument(
@@ -89,7 +93,15 @@ def cmd_run(args) -> int:
     for flag, path in {**outputs, "--report": args.report}.items():  # a .json output could name the config itself
         if path is not None and same_file(path, args.config):
             raise DataError(f"{flag} {path}: is the task config; write the labels to another file")
-    result = agent.run(args.data, max_rows=args.max_rows, progress=False if args.no_progress else None)
+    result = agent.run(
+        args.data,
+        max_rows=args.max_rows,
+        progress=False if args.no_progress else None,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+    )
     names = {"from_name": args.from_name, "to_name": args.to_name}
     written = result.write(output, "accepted" if args.only_accepted else "all", format=formats["--output"], **names)
     print(result.summary(), file=sys.stderr)

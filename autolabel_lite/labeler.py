@@ -139,8 +139,9 @@ class Labeler:
             return Generation(**cached), True
         self.model_calls += 1
         generation = await provider.generate(prompt, **params)
-        self.cache.put_call(key, dict(vars(generation)))  # shallow: asdict deep-copies every token list
-        return generation, False
+        answer = dict(vars(generation))  # shallow: asdict deep-copies every token list
+        stored = self.cache.put_call(key, answer)  # another's answer when it stored this call first
+        return (generation if stored is answer else Generation(**stored)), False
 
     async def score(
         self, prompt: Prompt, continuations: list[str], provider: Provider | None = None
@@ -152,8 +153,9 @@ class Labeler:
             return [SequenceScore(**s) for s in cached], True
         self.model_calls += 1
         scores = await provider.score(prompt, continuations)
-        self.cache.put_call(key, [dict(vars(s)) for s in scores])
-        return scores, False
+        answer = [dict(vars(s)) for s in scores]
+        stored = self.cache.put_call(key, answer)
+        return (scores if stored is answer else [SequenceScore(**s) for s in stored]), False
 
     # -- rows ----------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ class RunStats:
     seconds: float = 0.0
     # Verbalized confidence answers without a number in [0, 1] (those rows score 0.0).
     unparsed_confidences: int = 0
+    # Labelers the run built (each with its own model): one per Ray actor that labeled a batch.
+    labelers: int = 1
 
     def add(self, result: RowResult) -> None:
         if "confidence_unparsed" in result.details:

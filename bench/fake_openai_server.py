@@ -191,11 +191,13 @@ class ServerStats:
     faults: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     #: Responses sent, by HTTP status (dropped and hung requests get none).
     responses: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    #: TCP connections accepted (a client that keeps its connections open makes few).
+    connections: int = 0
 
     def copy(self) -> "ServerStats":
         """An independent snapshot."""
         return ServerStats(self.requests, collections.Counter(self.by_endpoint),
-                           collections.Counter(self.faults), collections.Counter(self.responses))
+                           collections.Counter(self.faults), collections.Counter(self.responses), self.connections)
 
 
 class _HTTPError(Exception):
@@ -447,6 +449,8 @@ class FakeOpenAIServer:
         """Answer the requests of one keep-alive connection in turn."""
         task = asyncio.current_task()
         self._connections.add(task)
+        with self._lock:
+            self._stats.connections += 1
         try:
             while True:
                 try:

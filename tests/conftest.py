@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,25 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
-def saved_rows(cache_path: Path) -> list[tuple[str, int]]:
+# A PostgreSQL server for the cache tests: .ci/run starts a throwaway one and names it here.
+POSTGRES_URL = os.environ.get("AUTOLABEL_TEST_POSTGRES_URL")
+
+
+def saved_rows(cache: Path | str) -> list[tuple[str, int]]:
     """(run_key, row_index) of every saved row result, read as another process would."""
+    if "://" in str(cache):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.exc import ProgrammingError
+
+        engine = create_engine(str(cache))
+        try:
+            with engine.connect() as connection:
+                return [tuple(r) for r in connection.execute(text("SELECT run_key, row_index FROM row_results"))]
+        except ProgrammingError:  # the tables are not created yet
+            return []
+        finally:
+            engine.dispose()
+    cache_path = Path(cache)
     if not cache_path.exists():
         return []
     try:
@@ -70,6 +88,35 @@ def cache_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     return path
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The URL of a new, empty database on the test PostgreSQL server, dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL server: set AUTOLABEL_TEST_POSTGRES_URL (.ci/run starts one)")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"autolabel_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_cache(request, cache_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test's cache, once in SQLite (the default) and once in PostgreSQL; the
+    AUTOLABEL_LITE_CACHE environment variable names it, for child processes too."""
+    if request.param == "sqlite":
+        return str(cache_path)
+    url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("AUTOLABEL_LITE_CACHE", url)
+    return url
 
 
 @pytest.fixture

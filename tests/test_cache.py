@@ -10,6 +10,8 @@ import copy
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -17,7 +19,7 @@ from autolabel_lite import LabelingAgent
 from autolabel_lite.cache import stable_hash
 from autolabel_lite.cli import main
 
-from conftest import REVIEWS, read_csv
+from conftest import REVIEWS, read_csv, saved_rows
 
 PLANTED_CONFIG_KEY = "sk-test-PLANTEDinCONFIG-7f3a9c"
 PLANTED_ENV_KEY = "sk-test-PLANTEDinENV-51d2e8"
@@ -36,6 +38,7 @@ def test_stable_hash_ignores_dict_order_but_not_values():
     assert stable_hash({"a": 1, "b": [1, 2]}) != stable_hash({"a": 1, "b": [2, 1]})
 
 
+@pytest.mark.usefixtures("any_cache")
 def test_rerun_of_the_same_job_makes_no_model_calls(fake_server, api_config, reviews_csv, tmp_path):
     first = run(api_config, reviews_csv)
     first.to_csv(tmp_path / "first.csv")
@@ -51,6 +54,7 @@ def test_rerun_of_the_same_job_makes_no_model_calls(fake_server, api_config, rev
     assert read_csv(tmp_path / "second.csv") == read_csv(tmp_path / "first.csv")
 
 
+@pytest.mark.usefixtures("any_cache")
 def test_same_prompts_in_another_job_are_answered_from_the_cache(fake_server, api_config, reviews_csv, tmp_path):
     run(api_config, reviews_csv).to_csv(tmp_path / "first.csv")
     requests_after_first = chat_requests(fake_server)
@@ -66,6 +70,7 @@ def test_same_prompts_in_another_job_are_answered_from_the_cache(fake_server, ap
     assert [r["sentiment_label"] for r in read_csv(tmp_path / "again.csv")] == [label for _, label in REVIEWS]
 
 
+@pytest.mark.usefixtures("any_cache")
 def test_a_run_resumes_under_other_speed_settings(fake_server, api_config, reviews_csv):
     run(api_config, reviews_csv, concurrency=1)
     requests_after_first = chat_requests(fake_server)
@@ -94,6 +99,7 @@ def variant(config: dict, section: str, key: str, value) -> dict:
     ],
     ids=["prompt text", "max tokens", "temperature", "other param", "model"],
 )
+@pytest.mark.usefixtures("any_cache")
 def test_what_the_model_sees_is_part_of_the_key(fake_server, api_config, reviews_csv, section, key, value):
     run(api_config, reviews_csv)
     before = chat_requests(fake_server)
@@ -114,6 +120,7 @@ def test_what_the_model_sees_is_part_of_the_key(fake_server, api_config, reviews
         ("model", "api_key", "sk-test-another-key"),
     ],
 )
+@pytest.mark.usefixtures("any_cache")
 def test_settings_the_model_never_sees_are_not_part_of_the_key(fake_server, api_config, reviews_csv, section, key, value):
     run(api_config, reviews_csv)
     before = chat_requests(fake_server)
@@ -178,13 +185,12 @@ def test_cache_accepts_a_database_url(fake_server, api_config, reviews_csv, tmp_
     assert not cache_path.exists()
 
 
-def test_a_lookup_sees_calls_another_writer_saved_after_it_started(tmp_path):
+def test_a_lookup_sees_calls_another_writer_saved_after_it_started(any_cache):
     # The lookup connection stays open for the run: it must not hold a stale snapshot
     # (another process labeling with the same cache saves calls meanwhile).
     from autolabel_lite.cache import Cache
 
-    path = tmp_path / "cache.sqlite"
-    reader, writer = Cache(path), Cache(path)
+    reader, writer = Cache(any_cache), Cache(any_cache)
     writer.put_call("first", {"text": "positive"})
     assert reader.get_call("first") == {"text": "positive"}
     assert reader.get_call("second") is None
@@ -192,3 +198,64 @@ def test_a_lookup_sees_calls_another_writer_saved_after_it_started(tmp_path):
     assert reader.get_call("second") == {"text": "negative", "tokens": ["neg", "ative"]}
     reader.close()
     writer.close()
+
+
+def test_a_batch_saved_twice_gets_back_its_first_results(any_cache):
+    # A retried Ray task saves its batch again: finished rows keep their first result,
+    # a row that failed retryably (final=False) takes the new one.
+    from autolabel_lite.cache import Cache, RowResult
+
+    cache = Cache(any_cache)
+    first = cache.save_rows("run", [RowResult(2, label="b"), RowResult(0, label="a"), RowResult(1, error="timeout", final=False)])
+    assert {i: (r.label, r.final) for i, r in first.items()} == {0: ("a", True), 1: ("", False), 2: ("b", True)}
+
+    again = cache.save_rows("run", [RowResult(0, label="other"), RowResult(1, label="c"), RowResult(2, label="other")])
+
+    assert {i: (r.label, r.error, r.final) for i, r in again.items()} == {0: ("a", "", True), 1: ("c", "", True), 2: ("b", "", True)}
+    assert {i: r.label for i, r in cache.load_rows("run", 0, 3).items()} == {0: "a", 1: "c", 2: "b"}
+    cache.close()
+
+
+TWO_WRITERS = """
+import json, sys, time
+from pathlib import Path
+from autolabel_lite.cache import Cache, RowResult
+
+url, writer, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.005)
+cache = Cache(url)  # both create the schema of a new database at once
+keys = range(200) if writer == "a" else reversed(range(200))
+calls = {k: cache.put_call(f"call-{k}", {"writer": writer}) for k in keys}
+rows = {}
+for start in range(0, 200, 20):  # overlapping batches, each in its own order
+    batch = [RowResult(i, label=writer) for i in range(start, start + 40) if i < 200]
+    if writer == "b":
+        batch.reverse()
+    rows.update((i, r.label) for i, r in cache.save_rows("run", batch).items())
+print(json.dumps({"calls": calls, "rows": rows}))
+"""
+
+
+def test_two_writers_on_the_same_keys_store_and_get_back_one_answer_each(any_cache, tmp_path):
+    go = tmp_path / "go"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", TWO_WRITERS, any_cache, name, str(go)], stdout=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    go.touch()
+    outputs = [json.loads(process.communicate(timeout=120)[0]) for process in writers]
+    assert [process.returncode for process in writers] == [0, 0]
+
+    from autolabel_lite.cache import Cache
+
+    cache = Cache(any_cache)
+    stored_calls = {str(k): cache.get_call(f"call-{k}") for k in range(200)}
+    stored_rows = {str(i): r.label for i, r in cache.load_rows("run", 0, 200).items()}
+    cache.close()
+    assert set(stored_rows) == {str(i) for i in range(200)}
+    for output in outputs:  # each writer got back what is stored, whoever stored it first
+        assert output["calls"] == stored_calls
+        assert output["rows"] == stored_rows
+    assert {value["writer"] for value in stored_calls.values()} <= {"a", "b"}
+    assert len(saved_rows(any_cache)) == 200

@@ -50,7 +50,7 @@ def kill_mid_run(command: list[str], cache_path, how: signal.Signals, log_path, 
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "ctrl-c"])
-def test_interrupted_run_resumes_with_every_row_labeled_once(fake_server, api_config, tmp_path, cache_path, how):
+def test_interrupted_run_resumes_with_every_row_labeled_once(fake_server, api_config, tmp_path, any_cache, how):
     data = write_csv(
         tmp_path / "reviews.csv",
         ["review", "gold"],
@@ -66,7 +66,7 @@ def test_interrupted_run_resumes_with_every_row_labeled_once(fake_server, api_co
     command = [sys.executable, "-m", "autolabel_lite.cli", "run", str(config_path), str(data), "--output", str(output), "--no-progress"]
     # Killed well into the run, between any two writes a batching cache would make.
     answered = lambda: fake_server.stats.responses[200] >= ROWS // 3  # noqa: E731
-    process = kill_mid_run(command, cache_path, how, tmp_path / "run.log", ready=answered)
+    process = kill_mid_run(command, any_cache, how, tmp_path / "run.log", ready=answered)
 
     log = (tmp_path / "run.log").read_text()
     if how == signal.SIGKILL:
@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_with_every_row_labeled_once(fake_server, api_co
         assert process.returncode == 130, log
         assert "interrupted: finished rows are saved" in log
     assert not output.exists()
-    saved_before = {index for _, index in saved_rows(cache_path)}
+    saved_before = {index for _, index in saved_rows(any_cache)}
     assert 0 < len(saved_before) < ROWS, "the run was not interrupted mid-way"
 
     fake_server.latency = 0.0
@@ -106,6 +106,6 @@ def test_interrupted_run_resumes_with_every_row_labeled_once(fake_server, api_co
     assert [r["sentiment_label"] for r in rows] == [expected_label(i) for i in range(ROWS)]
     assert all(r["sentiment_error"] == "" and r["sentiment_accepted"] == "true" for r in rows)
 
-    records = saved_rows(cache_path)
+    records = saved_rows(any_cache)
     assert len({run_key for run_key, _ in records}) == 1
     assert sorted(index for _, index in records) == list(range(ROWS))
