@@ -380,7 +380,10 @@ class LearnedLabeler:
         combined_oof, uses_llm = with_llm, llm is not None
         if llm is not None:
             without = cross_fitted(None)
-            if balanced_accuracy_score(y, without.argmax(axis=1)) > balanced_accuracy_score(y, with_llm.argmax(axis=1)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a fold may predict a label no example has
+                better = balanced_accuracy_score(y, without.argmax(axis=1)) > balanced_accuracy_score(y, with_llm.argmax(axis=1))
+            if better:
                 combined_oof, uses_llm = without, False
         stacker = Stacker.fit(view_oof, llm if uses_llm else None, allowed, y)
         view_probs = softmax(np.where(allowed, view_oof, -np.inf))
