@@ -39,8 +39,9 @@ def test_every_method_scores_real_labels_and_a_rerun_computes_nothing(tmp_path):
         for row in rows:
             assert row.label in LABELS and row.error == "", (method, row)
             assert row.confidence is not None, (method, row)  # values: tests/test_transformers_tiny.py
-        if method == "logprob":  # the scored label's first token, reused from the labeling pass
-            assert [r.confidence for r in rows] == pytest.approx([math.exp(r.details["logprobs"][0]) for r in rows])
+        if method == "logprob":  # the chosen label's probability in the (learned) distribution that chose it
+            assert [r.confidence for r in rows] == pytest.approx([r.details["label_probs"][r.label] for r in rows])
+            assert all(r.details["label_probs"][r.label] == max(r.details["label_probs"].values()) for r in rows)
         if method == "entropy":  # the labeling pass's label distribution, reused
             for row in rows:
                 probs = list(row.details["label_probs"].values())
