@@ -228,7 +228,7 @@ class Stacker:
 def signals(combined: np.ndarray, view: np.ndarray, llm: np.ndarray | None) -> np.ndarray:
     """What says a row's chosen label is right: per row, the chosen label's probability, its
     margin over the runner-up, the distribution's certainty, and each view's probability of
-    that label and whether it chose it too. ``view``/``llm``: their distributions."""
+    that label, whether it chose it too, and how sure it is of its own choice. ``view``/``llm``: their distributions."""
     order = np.argsort(-combined, axis=1)
     rows = np.arange(len(combined))
     chosen = order[:, 0]
@@ -250,6 +250,8 @@ def signals(combined: np.ndarray, view: np.ndarray, llm: np.ndarray | None) -> n
             view.argmax(axis=1) == chosen,
             logit(llm[rows, chosen]),
             llm.argmax(axis=1) == chosen,
+            logit(llm.max(axis=1)),  # how sure the language model is of its own choice
+            logit(view.max(axis=1)),
         ]
     ).astype(np.float64)
 
