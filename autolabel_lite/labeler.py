@@ -223,7 +223,9 @@ class Labeler:
         if note == "empty input":
             return RowResult(index, error=note)
         labels = self.selector.labels_for(prepared)  # None unless prompt.label_selection
-        prompt = self.prompt_for(prepared, labels)
+        # The classifier provider reads no prompt: render one only for a verifier model that does.
+        reads_prompt = self.provider.language_model or self.verifier is not self.provider
+        prompt = self.prompt_for(prepared, labels) if reads_prompt else Prompt(user="")
         all_candidates = self.task.candidates(prepared) if self.mode == "score" else None
         candidates = all_candidates
         if all_candidates and labels is not None:

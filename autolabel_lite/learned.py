@@ -24,6 +24,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -332,7 +333,7 @@ class LearnedLabeler:
     _held_out: dict[str, Prediction] = field(default_factory=dict)
     _prototypes: np.ndarray | None = None
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
         return {normalise(label): i for i, label in enumerate(self.labels)}
 
