@@ -14,7 +14,7 @@ import csv
 import json
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -221,14 +221,17 @@ class ExampleSelector:
         if self.label_selector is not None:
             self.label_selector.prepare()
 
-    def ahead(self, rows: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
-        """Yield ``rows`` unchanged, embedding each batch before its rows are labeled."""
-        if self.embedder is None:
+    def ahead(self, rows: Iterable[dict[str, str]], then: Callable[[list[dict[str, str]]], None] | None = None) -> Iterator[dict[str, str]]:
+        """Yield ``rows`` unchanged, embedding each batch (then handing it to ``then``) before its rows are labeled."""
+        if self.embedder is None and then is None:
             yield from rows
             return
         iterator = iter(rows)
         while batch := list(islice(iterator, PREFETCH_ROWS)):
-            self.embedder.prefetch(batch)
+            if self.embedder is not None:
+                self.embedder.prefetch(batch)
+            if then is not None:
+                then(batch)
             yield from batch
 
     def _example_vectors(self) -> np.ndarray:

@@ -11,7 +11,7 @@ Two ways to get a label:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -218,6 +218,31 @@ class Labeler:
             baseline = await self._calibration_scores(candidates, provider, labels)
         return label_distribution(scores, scoring, baseline), scores, hit
 
+    def ahead(self, rows: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
+        """Yield ``rows`` unchanged, each batch embedded and, with no language model, given its
+        learned labels before its rows are labeled."""
+        batch_step = self._predict_ahead if self.learned is not None and not self.provider.language_model else None
+        return self.selector.ahead(rows, then=batch_step)
+
+    def _predict_ahead(self, batch: list[dict[str, str]]) -> None:
+        # Without language-model scores a row's learned labels depend on the row alone: one
+        # prediction per batch (per candidate list) instead of one per row.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in batch:
+            prepared, note = self._prepare(row)
+            candidates = self._candidates(prepared, self.selector.labels_for(prepared)) if note != "empty input" else None
+            if candidates:
+                groups.setdefault(tuple(candidates), []).append(prepared)
+        for candidates, rows in groups.items():
+            self.learned.predict_ahead(rows, list(candidates))
+
+    def _candidates(self, prepared: Mapping[str, Any], labels: list[str] | None) -> list[str] | None:
+        """The labels a row is scored on (``labels``: label selection's), or None when the model writes its answer."""
+        candidates = self.task.candidates(prepared) if self.mode == "score" else None
+        if candidates and labels is not None:
+            candidates = [c for c in candidates if c in labels]
+        return candidates
+
     async def label(self, index: int, row: Mapping[str, Any]) -> RowResult:
         prepared, note = self._prepare(row)
         if note == "empty input":
@@ -226,10 +251,7 @@ class Labeler:
         # The classifier provider reads no prompt: render one only for a verifier model that does.
         reads_prompt = self.provider.language_model or self.verifier is not self.provider
         prompt = self.prompt_for(prepared, labels) if reads_prompt else Prompt(user="")
-        all_candidates = self.task.candidates(prepared) if self.mode == "score" else None
-        candidates = all_candidates
-        if all_candidates and labels is not None:
-            candidates = [c for c in all_candidates if c in labels]
+        candidates = self._candidates(prepared, labels)
         if candidates:
             llm_probs, scores, hit = None, None, False
             if self.provider.language_model:

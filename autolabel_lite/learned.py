@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -44,6 +45,8 @@ EMBEDDING_C = 3.0
 # L2 weight of the stacker's per-label offsets: with a handful of examples per label they
 # would otherwise memorise the label counts.
 OFFSET_PENALTY = 0.01
+# Rows predicted ahead and not yet labeled, at most (the embedding store keeps as many vectors).
+AHEAD_MEMORY = 4096
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -332,6 +335,8 @@ class LearnedLabeler:
     _fitted: _Fitted | None = None
     _held_out: dict[str, Prediction] = field(default_factory=dict)
     _prototypes: np.ndarray | None = None
+    #: Predictions made ahead of their rows (``predict_ahead``): row digest → (candidates, prediction).
+    _ahead: OrderedDict[str, tuple[list[str], Prediction]] = field(default_factory=OrderedDict)
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -414,27 +419,47 @@ class LearnedLabeler:
     def fitted(self) -> bool:
         return self._fitted is not None
 
-    def _view_log_proba(self, row: Mapping[str, Any]) -> np.ndarray:
+    def _view_log_probas(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """(rows × labels) embedding-view log-probabilities, each fitted model called once for all rows."""
         if self._fitted is not None:
-            features = self.features([row])
-            return np.mean([view.log_proba(features)[0] for view in self._fitted.views], axis=0)
+            features = self.features(rows)
+            return np.mean([view.log_proba(features) for view in self._fitted.views], axis=0)
         if self.features.pairs:
-            return np.zeros(len(self.labels))  # a label's text says nothing about how two records compare
+            return np.zeros((len(rows), len(self.labels)))  # a label's text says nothing about how two records compare
         if self._prototypes is None:
             texts = [label_text(label, self.descriptions.get(label)) for label in self.labels]
             self._prototypes = self.features.embedder.store.persistent(texts)
-        row_vector = self.features.embedder.rows([row])[0]
-        return log_probs(softmax((self._prototypes @ row_vector) / PROTOTYPE_TEMPERATURE))
+        row_vectors = self.features.embedder.rows(rows)
+        return log_probs(softmax((row_vectors @ self._prototypes.T) / PROTOTYPE_TEMPERATURE))
 
     def predict(self, row: Mapping[str, Any], candidates: list[str], llm_probs: list[float] | None) -> Prediction:
         """The row's distribution over ``candidates`` (a subset of the labels, in any order)."""
+        ahead = self._ahead.pop(row_digest(row, self.input_columns), None)
+        if ahead is not None and llm_probs is None and ahead[0] == candidates:
+            return ahead[1]
+        return self.predict_many([row], candidates, None if llm_probs is None else [llm_probs])[0]
+
+    def predict_ahead(self, rows: Sequence[Mapping[str, Any]], candidates: list[str]) -> None:
+        """Predict rows that get no language-model scores in one batch, before ``predict`` asks for
+        each: per row, sklearn's calls cost far more than their arithmetic."""
+        for row, prediction in zip(rows, self.predict_many(rows, candidates, None)):
+            self._ahead[row_digest(row, self.input_columns)] = (list(candidates), prediction)
+        while len(self._ahead) > AHEAD_MEMORY:  # rows never asked for (a resumed run skips done rows)
+            self._ahead.popitem(last=False)
+
+    def predict_many(self, rows: Sequence[Mapping[str, Any]], candidates: list[str], llm_probs: Sequence[list[float]] | None) -> list[Prediction]:
+        """Each row's distribution over the same ``candidates``; ``llm_probs``: one list per row, or None."""
         index = self.index
         positions = [index[normalise(c)] for c in candidates]
-        held = self._held_out.get(row_digest(row, self.input_columns))
-        if held is not None and len(held.probs) == len(candidates):
-            return held
-        view = self._view_log_proba(row)[positions][None, :]
-        llm = None if llm_probs is None else log_probs(np.asarray(llm_probs, dtype=np.float64))[None, :]
+        predictions: list[Prediction | None] = []
+        for row in rows:
+            held = self._held_out.get(row_digest(row, self.input_columns))
+            predictions.append(held if held is not None and len(held.probs) == len(candidates) else None)
+        new = [i for i, prediction in enumerate(predictions) if prediction is None]
+        if not new:
+            return predictions
+        view = self._view_log_probas([rows[i] for i in new])[:, positions]
+        llm = None if llm_probs is None else log_probs(np.asarray([llm_probs[i] for i in new], dtype=np.float64))
         allowed = np.ones_like(view, dtype=bool)
         stacker = self._fitted.stacker if self._fitted is not None else Stacker()
         if self._fitted is not None and stacker.offsets is not None:
@@ -443,12 +468,14 @@ class LearnedLabeler:
         probs = stacker.proba(view, combined_llm, allowed)
         view_probs = softmax(view)
         llm_probs_array = None if llm is None else softmax(llm)
-        confidence = None
+        confidences = [None] * len(new)
         if self._fitted is not None and self._fitted.correctness is not None:
-            confidence = float(self._fitted.correctness.predict(signals(probs, view_probs, llm_probs_array))[0])
-        return Prediction(
-            probs=probs[0].tolist(),
-            view=view_probs[0].tolist(),
-            llm=None if llm_probs_array is None else llm_probs_array[0].tolist(),
-            confidence=confidence,
-        )
+            confidences = self._fitted.correctness.predict(signals(probs, view_probs, llm_probs_array)).tolist()
+        for j, i in enumerate(new):
+            predictions[i] = Prediction(
+                probs=probs[j].tolist(),
+                view=view_probs[j].tolist(),
+                llm=None if llm_probs_array is None else llm_probs_array[j].tolist(),
+                confidence=confidences[j],
+            )
+        return predictions

@@ -4,6 +4,7 @@ language model runs here: the classifier provider is the embedding view and the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -86,6 +87,27 @@ def test_a_new_row_is_scored_by_the_fit_on_all_examples(tmp_path):
     assert [o.label for o in outcomes] == ["sport", "cooking"]
     assert all("out_of_fold" not in o.details for o in outcomes)
     assert all(o.confidence > 0.5 for o in outcomes)
+
+
+def test_rows_predicted_ahead_in_one_batch_get_what_each_row_alone_gets(tmp_path):
+    rows = [
+        {"text": "The winger crossed and the striker headed it in."},
+        {"text": "Melt the chocolate gently over warm water."},
+        {"text": "The referee showed a red card to the defender."},
+        {"text": SPORT[0]},  # a labeled example: its out-of-fold prediction
+    ]
+    labeler = LabelingAgent(topic_config()).labeler(Cache(tmp_path / "cache.sqlite"))
+    asyncio.run(labeler.prepare())
+    alone = [labeler.learned.predict(row, ["sport", "cooking"], None) for row in rows]
+
+    assert list(labeler.ahead(iter(rows))) == rows
+    assert len(labeler.learned._ahead) == len(rows)  # the classifier provider predicts each batch ahead
+    batched = [labeler.learned.predict(row, ["sport", "cooking"], None) for row in rows]
+    assert not labeler.learned._ahead  # each taken once
+    for one, many in zip(alone, batched):
+        assert many.probs == pytest.approx(one.probs, abs=1e-6)  # float32 features: a batch rounds differently
+        assert many.confidence == pytest.approx(one.confidence, abs=1e-6)
+        assert many.out_of_fold == one.out_of_fold
 
 
 def test_the_stacker_learns_a_calibrated_distribution_on_a_synthetic_separable_set():

@@ -32,7 +32,7 @@ async def _label_all(labeler: Labeler, data: Dataset, max_rows: int | None, cach
     bar = tqdm(total=max_rows, disable=not show, unit="row", desc=labeler.config.task_name)
 
     def pending():
-        for index, row in enumerate(labeler.selector.ahead(data.rows(max_rows))):
+        for index, row in enumerate(labeler.ahead(data.rows(max_rows))):
             stats.rows += 1
             if index in done:
                 stats.resumed += 1

@@ -136,7 +136,7 @@ class LabelBatches:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         indices = [int(index) for index in batch["index"]]
-        rows = self.labeler.selector.ahead(json.loads(text) for text in batch["row"])
+        rows = self.labeler.ahead(json.loads(text) for text in batch["row"])
         results = []
         calls_before = self.labeler.model_calls
         self.loop.run_until_complete(label_each(self.labeler, zip(indices, rows), results.append))
