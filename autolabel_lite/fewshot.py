@@ -32,7 +32,10 @@ MMR_POOL_FACTOR = 4
 MMR_MIN_POOL = 20
 # Task types whose label set is a fixed list that label selection can shorten.
 LABEL_SELECTION_TASKS = {"classification", "multilabel_classification"}
-PREFETCH_ROWS = 256
+# Rows embedded per batch ahead of labeling. The embedder sorts them by length into forward passes
+# of ``embedding.batch_size``: over 1024 rows those passes are padded 1.12x (banking, civil_comments:
+# 1.10x) where 256 rows padded them 1.67x (1.45x), and the padding is computed like any token.
+PREFETCH_ROWS = 1024
 
 
 def _cell(value: Any) -> str:
