@@ -127,15 +127,15 @@ class SentenceTransformerEmbedder(Embedder):
         import torch
 
         self._load()
-        # Similar lengths batch together, so little of each batch is padding.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # Texts of similar token counts batch together, so little of each batch is padding (sorted
+        # by characters instead, banking's forward passes carried 1.27x its tokens, not 1.12x).
+        encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
         out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                batch = self._tokenizer(
-                    [texts[i] for i in chunk], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-                )
+                batch = self._tokenizer.pad({key: [values[i] for i in chunk] for key, values in encoded.items()}, return_tensors="pt")
                 hidden = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 if self.pooling == "cls":
