@@ -41,6 +41,10 @@ LOG_FLOOR = math.log(1e-6)
 PROTOTYPE_TEMPERATURE = 0.05
 # The embedding view's inverse regularisation (scikit-learn's C) on unit-length vectors.
 EMBEDDING_C = 3.0
+# The correctness model's inverse regularisation: 9 signals fitted on 100-200 rows. Chosen by
+# cross-validation on the seed sets (C=1 → 0.1: civil_comments plan→run at target 0.95 accepted
+# 1.3% → 7.3% of held-out rows; banking AUROC 0.82 → 0.83).
+CORRECTNESS_C = 0.1
 # L2 weight of the stacker's per-label offsets: with a handful of examples per label they
 # would otherwise memorise the label counts.
 OFFSET_PENALTY = 0.01
@@ -144,11 +148,16 @@ class EmbeddingView:
         self.model = None
         self.only: int | None = None
 
-    def fit(self, features: np.ndarray, y: np.ndarray) -> "EmbeddingView":
+    def fit(self, features: np.ndarray, y: np.ndarray, label_vectors: np.ndarray | None = None) -> "EmbeddingView":
+        """``label_vectors``: each label's name and description embedded, one more labeled example
+        per label (banking's 77 intents, ~2 examples each: held-out accuracy 0.57 → 0.72)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
+        if label_vectors is not None:
+            features = np.vstack([features, label_vectors])
+            y = np.concatenate([y, np.arange(len(label_vectors))])
         if len(np.unique(y)) < 2:
             self.only = int(y[0])
             return self
@@ -273,7 +282,7 @@ class CorrectnessModel:
         if correct.min() == correct.max():  # all right or all wrong: nothing to tell apart
             self.constant = float(correct.mean())
             return self
-        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)).fit(features, correct)
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=CORRECTNESS_C, max_iter=500)).fit(features, correct)
         return self
 
     def predict(self, features: np.ndarray) -> np.ndarray:
@@ -331,7 +340,12 @@ class LearnedLabeler:
     folds: int = 5
     _fitted: _Fitted | None = None
     _held_out: dict[str, Prediction] = field(default_factory=dict)
-    _prototypes: np.ndarray | None = None
+
+    @cached_property
+    def prototypes(self) -> np.ndarray:
+        """Each label's name and description, embedded (kept in the cache like the examples)."""
+        texts = [label_text(label, self.descriptions.get(label)) for label in self.labels]
+        return self.features.embedder.store.persistent(texts)
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -356,12 +370,14 @@ class LearnedLabeler:
             self._fitted = None
             return self
         features = self.features(examples, keep=True)
+        # A label's text says nothing about how two records compare.
+        label_vectors = None if self.features.pairs else self.prototypes
         view_oof = np.zeros((len(y), len(self.labels)))
         held_sets = folds_for(y, self.folds)
         views = []
         for held in held_sets:
             train = np.setdiff1d(np.arange(len(y)), held)
-            view = EmbeddingView(len(self.labels), self.features.pairs).fit(features[train], y[train])
+            view = EmbeddingView(len(self.labels), self.features.pairs).fit(features[train], y[train], label_vectors)
             view_oof[held] = view.log_proba(features[held])
             views.append(view)
         from sklearn.metrics import balanced_accuracy_score
@@ -420,11 +436,8 @@ class LearnedLabeler:
             return np.mean([view.log_proba(features)[0] for view in self._fitted.views], axis=0)
         if self.features.pairs:
             return np.zeros(len(self.labels))  # a label's text says nothing about how two records compare
-        if self._prototypes is None:
-            texts = [label_text(label, self.descriptions.get(label)) for label in self.labels]
-            self._prototypes = self.features.embedder.store.persistent(texts)
         row_vector = self.features.embedder.rows([row])[0]
-        return log_probs(softmax((self._prototypes @ row_vector) / PROTOTYPE_TEMPERATURE))
+        return log_probs(softmax((self.prototypes @ row_vector) / PROTOTYPE_TEMPERATURE))
 
     def predict(self, row: Mapping[str, Any], candidates: list[str], llm_probs: list[float] | None) -> Prediction:
         """The row's distribution over ``candidates`` (a subset of the labels, in any order)."""
