@@ -320,7 +320,7 @@ def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> 
     # The seam for cascades: a cascade lists one Stage per stage here, in order.
     stage = Stage(
         name="model",
-        model=f"{result.config.model.provider} {result.agent.provider.model_name}",
+        model=" + ".join(f"{stage.config.model.provider} {stage.provider.model_name}" for stage in result.stages),
         threshold=threshold,
         rows=evidence.rows,
         accepted=evidence.accepted,
