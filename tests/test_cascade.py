@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from autolabel_lite.errors import ConfigError
 from conftest import read_csv, run_cli, write_csv
 from fake_openai_server import INPUT_MARKER, prompt_text
 from test_learned import EXAMPLES, topic_config
+from test_resume import kill_mid_run
 
 # Rows the classifier labels with every degree of confidence: plain ones, and ones about both topics or neither.
 ROWS = [
@@ -220,3 +223,35 @@ def test_a_cascade_of_several_stages_needs_a_threshold_and_runs_on_the_local_eng
     data = write_csv(tmp_path / "rows.csv", ["text", "topic"], ROWS[:2])
     with pytest.raises(ConfigError, match=r"^--engine ray: runs one stage for now; this cascade of 2 stages runs on the local engine"):
         LabelingAgent(config).run(data, engine="ray", progress=False)
+
+
+def test_a_cascade_killed_mid_run_resumes_to_the_same_file_without_asking_an_answered_call_again(fake_server, tmp_path, cache_path):
+    fake_server.responder = answer_gold_but_every_third
+    rows = [(e["text"], e["topic"]) for e in EXAMPLES] + ROWS
+    data = write_csv(tmp_path / "rows.csv", ["text", "topic"], rows)
+    passed_on = {text for (text, _), confidence in zip(rows, local_confidences(data, tmp_path)) if confidence < ROUTE_AT}
+    assert len(passed_on) >= 4, "the API stage needs rows to be killed among"
+    config = cascade_config(fake_server, {"policy": "fixed", "value": ROUTE_AT})
+    config["cascade"][1]["model"]["concurrency"] = 1
+    config_path = tmp_path / "cascade.json"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    output = tmp_path / "labeled.csv"
+    fake_server.latency = 0.5  # the API stage is mid-way when killed, the local stage long done with its rows
+
+    command = [sys.executable, "-m", "autolabel_lite.cli", "run", str(config_path), str(data), "--output", str(output), "--no-progress"]
+    process = kill_mid_run(command, cache_path, signal.SIGKILL, tmp_path / "run.log", ready=lambda: fake_server.stats.responses[200] >= 2)
+    assert process.returncode == -signal.SIGKILL and not output.exists()
+    asked_before = [input_text(request.body) for request in fake_server.requests]
+    assert len(asked_before) < len(passed_on), "the run was not interrupted mid-way"
+
+    fake_server.latency = 0.0
+    result = LabelingAgent(config_path).run(data, progress=False)
+    result.to_csv(output)
+    asked_again = [input_text(request.body) for request in fake_server.requests[len(asked_before):]]
+
+    # Each answered call was stored as it arrived: only the one in flight at the kill is asked twice.
+    assert len(set(asked_before) & set(asked_again)) <= 1
+    assert sorted(set(asked_before) | set(asked_again)) == sorted(passed_on)
+    assert result.stats.resumed > 0
+    LabelingAgent(config_path, cache=tmp_path / "uninterrupted.sqlite").run(data, progress=False).to_csv(tmp_path / "uninterrupted.csv")
+    assert output.read_bytes() == (tmp_path / "uninterrupted.csv").read_bytes()
