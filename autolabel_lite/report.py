@@ -25,7 +25,7 @@ from . import figures
 from .files import check_outputs, replaced_when_done
 from .metrics import ReliabilityBins, reliability_bins
 from .plan import chosen_marks, target_accuracy
-from .policy import OperatingPoint, operating_points, point_at
+from .policy import OperatingPoint, ThresholdDecision, operating_points, point_at
 from .prompt import templates_dir
 from .tasks.classification import ClassificationTask, normalise
 
@@ -80,7 +80,7 @@ class LabelStats:
 
 @dataclass
 class Stage:
-    """One stage of the labeling pipeline. Today a run has one; a cascade lists one per stage."""
+    """One stage of the labeling pipeline: a run without a cascade has one; a cascade lists one per stage."""
 
     name: str
     model: str
@@ -299,6 +299,10 @@ def _add_completion(context: dict[str, Any], marks: list[tuple[str, OperatingPoi
     context["images"]["completion"] = _png(figures.completion_figure(context["curve"], marks, target_accuracy(context["decision"]), title))
 
 
+def _threshold_of(decision: ThresholdDecision | None) -> float | None:
+    return None if decision is None else decision.threshold
+
+
 def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> dict[str, Any]:
     """What both pages show about labeled rows."""
     decision = result.decision
@@ -317,16 +321,15 @@ def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> 
     confusion = evidence.confusion_matrix() if evidence.labels is not None and evidence.gold_rows else None
     if confusion is not None:
         images["confusion"] = _png(figures.confusion_figure(*confusion))
-    # The seam for cascades: a cascade lists one Stage per stage here, in order.
-    stage = Stage(
-        name="model",
-        model=" + ".join(f"{stage.config.model.provider} {stage.provider.model_name}" for stage in result.stages),
-        threshold=threshold,
-        rows=evidence.rows,
-        accepted=evidence.accepted,
-        accepted_correct=evidence.accepted_correct(),
-        model_calls=result.stats.model_calls,
-    )
+    if result.cascade:
+        stages = [
+            Stage(stage.name, f"{stage.config.model.provider} {stage.provider.model_name}", _threshold_of(decision), *counts, result.stats.stage_calls.get(stage.name, 0))
+            for stage, decision, counts in zip(result.stages, result.decisions, result.stage_counts())
+        ]
+    else:
+        only = result.stages[0]
+        model = f"{only.config.model.provider} {only.provider.model_name}"
+        stages = [Stage("model", model, threshold, evidence.rows, evidence.accepted, evidence.accepted_correct(), result.stats.model_calls)]
     return {
         "evidence": evidence,
         "task_type": result.config.task_type.value,
@@ -337,11 +340,11 @@ def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> 
         "reliability": reliability,
         "confusion": confusion,
         "confusion_table": confusion is not None and max(len(confusion[0]), len(confusion[1])) <= CONFUSION_TABLE_LABELS,
-        "stages": [stage],
+        "stages": stages,
         "images": images,
         "input_columns": result.task.input_columns,
         "gold_column": result.config.dataset.label_column,
-        "compute_confidence": result.config.model.compute_confidence,
+        "compute_confidence": result.computes_confidence,
     }
 
 

@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -75,6 +75,12 @@ class RunStats:
             self.cache_hits += 1
 
 
+class StageCount(NamedTuple):
+    reached: int
+    accepted: int
+    correct: int | None  # None without ground truth
+
+
 class LabelingResult:
     """Labels for every row of one run. Nothing is held in memory: rows are read back
     from the input (file or data in memory) and the cache as they are exported."""
@@ -103,7 +109,7 @@ class LabelingResult:
         self._stage_numbers = {stage.name: number for number, stage in enumerate(stages)}
         self._metrics: dict[str, float] | None = None
         self._acceptance: tuple[int, dict[str, float]] | None = None
-        self._stage_counts: list[tuple[int, int]] = []  # per stage: (rows reaching it, rows it accepted)
+        self._stage_counts: list[StageCount] = []
 
     @property
     def decision(self) -> ThresholdDecision | None:
@@ -113,6 +119,11 @@ class LabelingResult:
     @property
     def threshold(self) -> float | None:
         return None if self.decision is None else self.decision.threshold
+
+    @property
+    def computes_confidence(self) -> bool:
+        """Whether labels have a confidence (always inside a cascade)."""
+        return any(stage.config.model.compute_confidence for stage in self.stages)
 
     @property
     def cascade(self) -> bool:
@@ -309,7 +320,7 @@ class LabelingResult:
                         correct.append(self.task.is_correct(result.label, row[gold_column]))
                 if gold:
                     self._metrics = self.task.metrics(predicted, gold)
-                    if any(stage.config.model.compute_confidence for stage in self.stages):
+                    if self.computes_confidence:
                         self._metrics.update(confidence_quality(confidences, correct))
         return self._metrics
 
@@ -335,7 +346,8 @@ class LabelingResult:
             gold_column = self.config.dataset.label_column
             has_gold = bool(gold_column) and gold_column in self.data.columns
             accepted, predicted, gold = 0, [], []
-            reached, kept = [0] * len(self.stages), [0] * len(self.stages)
+            stages = len(self.stages)
+            reached, kept, right = [0] * stages, [0] * stages, [0] * stages
             for row, result in self.rows():
                 number = self.stage_number(result)
                 for earlier in range(number + 1):
@@ -346,18 +358,23 @@ class LabelingResult:
                     if has_gold:
                         predicted.append(sys.intern(result.label))
                         gold.append(sys.intern(row[gold_column]))
+                        right[number] += self.task.is_correct(result.label, row[gold_column])
             self._acceptance = (accepted, self.task.metrics(predicted, gold) if gold else {})
-            self._stage_counts = list(zip(reached, kept))
+            self._stage_counts = [StageCount(*counts, correct if has_gold else None) for *counts, correct in zip(reached, kept, right)]
         return self._acceptance
+
+    def stage_counts(self) -> "list[StageCount]":
+        """Per stage: rows that reached it, rows it accepted and, with ground truth, how many of those are right."""
+        self.acceptance()
+        return self._stage_counts
 
     def _stage_lines(self) -> list[str]:
         """Per stage: its threshold, rows it labeled and kept, its model calls and estimated cost."""
         from .plan import cost_per_row
 
-        self.acceptance()
         sample = list(self.data.rows(min(self.max_rows or COST_SAMPLE_ROWS, COST_SAMPLE_ROWS)))
         lines = []
-        for stage, decision, (reached, kept) in zip(self.stages, self.decisions, self._stage_counts):
+        for stage, decision, (reached, kept, _) in zip(self.stages, self.decisions, self.stage_counts()):
             threshold = "none" if decision is None else "accept nothing" if decision.accepts_nothing else f"{decision.threshold:.4g}"
             per_row = cost_per_row(stage, self.cache, sample)
             cost = "unknown (set model.pricing)" if per_row is None else f"${per_row * reached:,.6f} (estimated from tokens)"

@@ -108,6 +108,9 @@ def test_the_second_stage_labels_exactly_the_rows_the_first_does_not_accept(fake
     summary = result.summary()
     assert f"stage local: threshold {ROUTE_AT:.4g}  labeled {len(ROWS)}  accepted {len(ROWS) - len(passed_on)}  model calls 0" in summary
     assert f"stage api: threshold {ROUTE_AT:.4g}  labeled {len(passed_on)}" in summary
+    page = result.write_report(tmp_path / "run.html").read_text()
+    stage_table = page.split('<table id="stage-table">', 1)[1].split("</table>", 1)[0]
+    assert "<td>local</td><td>classifier " in stage_table and "<td>api</td><td>openai fake-model</td>" in stage_table
 
 
 def reference_thresholds(confidence: list[np.ndarray], correct: list[np.ndarray], target: float, level: float) -> list[float]:
