@@ -5,6 +5,10 @@ text with its chat template applied; for an API, the messages sent), counts rows
 tokens, prices them from ``model.pricing``, and — given seed rows with ground truth —
 labels them with confidence, measures accuracy, AUROC and ECE, tabulates label quality
 against completion rate, chooses the config's threshold and saves it for run().
+
+In a cascade every stage labels the seed rows; the prompt, tokens and cost shown are the
+last stage's, the seed report is the last stage's alone, and the cascade report gives each
+stage's threshold (``policy.tune_cascade``) and what the cascade as a whole accepts and costs.
 """
 
 from __future__ import annotations
