@@ -86,6 +86,7 @@ class StageReport:
     stage accepted, it accepts ``accepted`` (``correct`` of them right)."""
 
     name: str
+    model: str  # provider and model name
     decision: ThresholdDecision
     reached: int
     accepted: int
@@ -557,11 +558,14 @@ def _cascade_report(
     for stage, outcome, decision, cost in zip(stages, outcomes, decisions, costs):
         kept = reaching & accepted_rows(decision, outcome.confidence)
         calls = 0.0 if stage.provider.is_local else 1.0
-        reports.append(StageReport(stage.name, decision, int(reaching.sum()), int(kept.sum()), int(outcome.correct[kept].sum()), rows, calls, cost))
+        model = f"{stage.config.model.provider} {stage.provider.model_name}"
+        reports.append(StageReport(stage.name, model, decision, int(reaching.sum()), int(kept.sum()), int(outcome.correct[kept].sum()), rows, calls, cost))
         reaching &= ~kept
     last = outcomes[-1]
     kept = accepted_rows(alone, last.confidence)
-    alone_report = StageReport(stages[-1].name, alone, rows, int(kept.sum()), int(last.correct[kept].sum()), rows, reports[-1].calls_per_row, costs[-1])
+    alone_report = StageReport(
+        stages[-1].name, reports[-1].model, alone, rows, int(kept.sum()), int(last.correct[kept].sum()), rows, reports[-1].calls_per_row, costs[-1]
+    )
     return CascadeReport(reports, alone_report)
 
 
@@ -597,20 +601,26 @@ def _plot(report: SeedReport, path: Path, cascade: CascadeReport | None) -> Path
     cascade, the point the cascade reaches after each stage; None without matplotlib or points."""
     from . import figures
 
-    marks = chosen_marks(report.decision)
-    if cascade is not None and len(cascade.stages) > 1:
-        marks = [(f"{name} alone: {label}", point) for name, (label, point) in zip([cascade.last_stage_alone.name], marks)]
-        accepted = correct = 0
-        for stage in cascade.stages:
-            accepted, correct = accepted + stage.accepted, correct + stage.correct
-            point = OperatingPoint(stage.decision.threshold, accepted, stage.rows, correct)
-            marks.append((f"cascade through {stage.name}", point))
+    marks = cascade_marks(cascade, chosen_marks(report.decision))
     figure = figures.completion_figure(report.curve, marks, target_accuracy(report.decision), f"label quality vs completion on {report.rows} seed rows")
     if figure is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     figures.save(figure, path)
     return path.resolve()
+
+
+def cascade_marks(cascade: CascadeReport | None, marks: list[tuple[str, OperatingPoint]]) -> list[tuple[str, OperatingPoint]]:
+    """``marks`` (the last stage's, alone) and, in a cascade of several stages, the point the
+    cascade reaches on the seed rows after each stage."""
+    if cascade is None or len(cascade.stages) < 2:
+        return marks
+    marks = [(f"{cascade.last_stage_alone.name} alone: {label}", point) for label, point in marks]
+    accepted = correct = 0
+    for stage in cascade.stages:
+        accepted, correct = accepted + stage.accepted, correct + stage.correct
+        marks.append((f"cascade through {stage.name}", OperatingPoint(stage.decision.threshold, accepted, stage.rows, correct)))
+    return marks
 
 
 def target_accuracy(decision: ThresholdDecision | None) -> float | None:

@@ -24,7 +24,7 @@ import numpy as np
 from . import figures
 from .files import check_outputs, replaced_when_done
 from .metrics import ReliabilityBins, reliability_bins
-from .plan import chosen_marks, target_accuracy
+from .plan import cascade_marks, chosen_marks, target_accuracy
 from .policy import OperatingPoint, ThresholdDecision, operating_points, point_at
 from .prompt import templates_dir
 from .tasks.classification import ClassificationTask, normalise
@@ -277,7 +277,12 @@ def write_plan_report(plan: "Plan", path: Path) -> Path:
         marks = chosen_marks(decision)
         if decision is not None and decision.empirical is not None and decision.empirical.threshold != plan.threshold:
             marks.append((f"plain empirical point: threshold {decision.empirical.threshold:.4g} (no statistical margin)", decision.empirical))
-        _add_completion(context, marks, f"label quality vs completion on {seed.rows} seed rows")
+        cascade = plan.cascade
+        if cascade is not None and len(cascade.stages) > 1:  # the seed labels are the last stage's alone: show every stage's
+            context["stages"] = [
+                Stage(s.name, s.model, _threshold_of(s.decision), s.reached, s.accepted, s.correct, round(s.calls_per_row * s.reached)) for s in cascade.stages
+            ]
+        _add_completion(context, cascade_marks(cascade, marks), f"label quality vs completion on {seed.rows} seed rows")
         context["metrics"] = {"auroc": seed.auroc, "ece": seed.ece}
         if seed.ece_calibrated is not None:
             context["metrics"]["ece after calibration (cross-validated)"] = seed.ece_calibrated

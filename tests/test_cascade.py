@@ -166,6 +166,9 @@ def test_plan_chooses_each_stages_threshold_on_the_seed_rows_that_reach_it(fake_
     assert cascade["completion"] == pytest.approx(sum(stage["accepted_share"] for stage in report["stages"]))
     assert cascade["last_stage_alone"]["cost_per_1k_rows"] > cascade["cost_per_1k_rows"]
     assert "cascade of 2 stages" in str(plan)
+    page = plan.write_report(tmp_path / "plan.html").read_text()
+    stage_table = page.split('<table id="stage-table">', 1)[1].split("</table>", 1)[0]
+    assert "<td>local</td><td>classifier " in stage_table and "<td>api</td><td>openai fake-model</td>" in stage_table
 
     # run() applies the saved thresholds: the local stage keeps what plan's threshold keeps.
     result = LabelingAgent(config).run(seed, progress=False)
