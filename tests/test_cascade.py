@@ -3,17 +3,21 @@ stage (the fake server). No language model runs here."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import signal
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy.stats import beta
 
 from autolabel_lite import LabelingAgent
+from autolabel_lite.cache import RowResult
 from autolabel_lite.config import load_config
+from autolabel_lite.engines import StageRun, label_each
 from autolabel_lite.errors import ConfigError
 
 from conftest import read_csv, run_cli, write_csv
@@ -261,3 +265,24 @@ def test_a_cascade_killed_mid_run_resumes_to_the_same_file_without_asking_an_ans
     assert result.stats.resumed > 0
     LabelingAgent(config_path, cache=tmp_path / "uninterrupted.sqlite").run(data, progress=False).to_csv(tmp_path / "uninterrupted.csv")
     assert output.read_bytes() == (tmp_path / "uninterrupted.csv").read_bytes()
+
+
+def test_stages_stream_a_row_passed_on_starts_the_next_stage_before_the_first_stage_ends():
+    events: list[tuple[str, int]] = []
+
+    def stub(name: str, concurrency: int, seconds: float):
+        async def label(index, row):
+            events.append((f"{name} start", index))
+            await asyncio.sleep(seconds)
+            events.append((f"{name} end", index))
+            return RowResult(index, label="x", confidence=0.5)
+
+        return SimpleNamespace(label=label, task=SimpleNamespace(input_columns=["text"]), provider=SimpleNamespace(concurrency=concurrency))
+
+    first = StageRun("first", stub("first", 1, 0.01), keeps=lambda result: result.index % 2 == 0)  # passes on odd rows
+    second = StageRun("second", stub("second", 4, 0.01), keeps=lambda result: True)
+    finished: list[RowResult] = []
+    asyncio.run(label_each([first, second], ((i, {"text": str(i)}) for i in range(10)), finished.append))
+
+    assert sorted((r.index, r.details["stage"]) for r in finished) == [(i, "second" if i % 2 else "first") for i in range(10)]
+    assert events.index(("second start", 1)) < events.index(("first end", 9))  # row 1 did not wait for the first stage to finish
