@@ -26,7 +26,7 @@ from ..dataset import Dataset
 from ..errors import AutolabelError, ConfigError
 from ..labeler import Labeler
 from ..result import RunStats
-from . import label_each
+from . import StageRun, label_each
 
 # Fractions of a CPU: an actor mostly waits on its model server (API) or its GPU, and
 # actors at a whole CPU each on a 2-core machine starved Ray's own tasks and hung silently.
@@ -139,7 +139,8 @@ class LabelBatches:
         rows = self.labeler.selector.ahead(json.loads(text) for text in batch["row"])
         results = []
         calls_before = self.labeler.model_calls
-        self.loop.run_until_complete(label_each(self.labeler, zip(indices, rows), results.append))
+        stages = [StageRun(self.labeler.config.task_name, self.labeler, keeps=lambda result: True)]
+        self.loop.run_until_complete(label_each(stages, zip(indices, rows), results.append))
         stored = self.cache.save_rows(self.run_key, results)  # a retried batch gets back its first results
         stats = RunStats(model_calls=self.labeler.model_calls - calls_before)
         for result in results:
