@@ -90,11 +90,13 @@ def _registered(value: str, names: list[str], what: str) -> str:
 
 
 class LearningConfig(_Strict):
-    """The learned labeler (learned.py): the language model's label scores and an embedding
-    view of the row, combined by a fit on the labeled examples (``prompt.few_shot_examples``).
+    """The learned labeler (learned.py): the language model's label distribution and an
+    embedding view of the row, combined by a fit on the labeled examples (``prompt.few_shot_examples``).
 
     ``auto`` turns it on for classification and entity matching whenever a local model scores
-    the labels (and always for the ``classifier`` provider); ``true`` insists, ``false`` turns it off.
+    the labels, when an API model generates them as free text (``prompt.structured_output``
+    false, no chain of thought) and the config has labeled examples, and always for the
+    ``classifier`` provider; ``true`` insists, ``false`` turns it off.
     """
 
     enabled: bool | Literal["auto"] = "auto"
