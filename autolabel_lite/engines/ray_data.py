@@ -129,8 +129,8 @@ class LabelBatches:
         self.run_key = run_key
         # One event loop for the actor's life: the provider's HTTP connections outlive a batch.
         self.loop = asyncio.new_event_loop()
-        # The learned labeler fits on the examples once per actor (local models only: their
-        # example scores are computed by each actor, and the first stored is kept).
+        # The learned labeler fits on the examples once per actor (each actor computes the
+        # examples' label scores or answers it finds no cached copy of; the first stored is kept).
         self.loop.run_until_complete(self.labeler.prepare())
         self.name = f"{socket.gethostname()}:{os.getpid()}:{next(_LABELERS_BUILT)}"  # counts labelers built
 
