@@ -1,5 +1,8 @@
 """LabelingAgent: the public entry point that runs config → dataset → prompt → model →
-parse → confidence → policy and hands back a LabelingResult for export."""
+parse → confidence → policy and hands back a LabelingResult for export.
+
+The agent composes the config's stages (stage.py; one, unless the config has a ``cascade``)
+and hands plan, the engines and the result the stages and data they need."""
 
 from __future__ import annotations
 
@@ -13,16 +16,13 @@ from typing import Any
 from .cache import Cache, stable_hash
 from .config import TaskConfig, load_config
 from .dataset import Dataset
-from .engines import ENGINES
+from .engines import ENGINES, StageRun
 from .errors import ConfigError
-from .fewshot import ExampleSelector, load_examples
 from .labeler import Labeler
 from .plan import Plan, build_plan
-from .policy import SavedThreshold, check_applicable, decision_for_run, saved_threshold_path
-from .prompt import PromptBuilder
-from .providers import Provider, create_provider
+from .policy import SavedThreshold, ThresholdDecision, accepts, check_applicable, decision_for_run, saved_threshold_path
 from .result import LabelingResult
-from .tasks import get_task_class
+from .stage import Stage
 
 # A file path, a pandas DataFrame, a datasets.Dataset, a list of dicts, or an opened Dataset.
 DataSource = Any
@@ -32,8 +32,8 @@ class LabelingAgent:
     """Label datasets with a task config.
 
     ``config`` is a path to a JSON file, a dict or a TaskConfig. ``provider``, ``model``
-    and ``base_url`` override the config's model; ``cache`` is a SQLite path or a
-    SQLAlchemy URL (default ``.autolabel_lite/cache.sqlite``).
+    and ``base_url`` override the config's model (in a cascade, the last stage's); ``cache``
+    is a SQLite path or a SQLAlchemy URL (default ``.autolabel_lite/cache.sqlite``).
     """
 
     def __init__(
@@ -53,36 +53,20 @@ class LabelingAgent:
             "model.concurrency": concurrency,
         }
         self.config = load_config(config, **overrides)
-        self.task = get_task_class(self.config.task_type)(self.config)
-        self.prompt_builder = PromptBuilder(self.task)
-        self.examples = load_examples(self.config, self.task.input_columns)
-        self.selector = ExampleSelector(self.config, self.examples)
-        # Surface template errors now, not mid-run: render every example and a whole prompt.
-        examples = [self.prompt_builder.render_example(example) for example in self.examples]
-        self.prompt_builder.render(self.prompt_builder.content_free_rows[0], examples)
+        self.stages = [Stage(name, stage_config) for name, stage_config in self.config.stages()]
+        # The last stage is the one the command line overrides, and the one a plain config has.
+        last = self.stages[-1]
+        self.task, self.prompt_builder, self.examples, self.selector = last.task, last.prompt_builder, last.examples, last.selector
         self.cache_location = cache
-        self._provider: Provider | None = None
-        self._verifier: Provider | None = None
 
     @property
-    def provider(self) -> Provider:
-        if self._provider is None:
-            provider = create_provider(self.config.model)
-            provider.check()
-            self._provider = provider
-        return self._provider
+    def provider(self):
+        """The last stage's model (the only one without a cascade)."""
+        return self.stages[-1].provider
 
     @property
-    def verifier(self) -> Provider:
-        """The model that scores labels' confidence: ``confidence.verifier``, else the labeling model."""
-        if self._verifier is None:
-            verifier_config = self.config.confidence.verifier
-            verifier = create_provider(verifier_config) if verifier_config is not None else self.provider
-            if verifier.identity() == self.provider.identity():
-                verifier = self.provider  # one model in memory, and its labeling logprobs are reusable
-            verifier.check()
-            self._verifier = verifier
-        return self._verifier
+    def verifier(self):
+        return self.stages[-1].verifier
 
     def open_dataset(self, dataset: "DataSource") -> Dataset:
         """The rows to label (a path, a pandas DataFrame, a datasets.Dataset, a list of dicts, or a Dataset), checked."""
@@ -90,22 +74,16 @@ class LabelingAgent:
         data.require_columns(self.task.required_columns())
         return data
 
-    def _fingerprint(self, with_threshold: bool) -> dict:
-        """The config and model, minus settings that change speed or cost but not labels or confidences."""
-        exclude: dict = {"model": {"api_key", "concurrency", "batch_size", "max_retries", "timeout", "pricing"}}
-        if not with_threshold:
-            exclude["threshold"] = True
-        return {"config": self.config.model_dump(mode="json", exclude=exclude), "provider": self.provider.identity()}
-
-    def run_key(self, data: Dataset) -> str:
-        """Identifies a run for resuming: same labels config, same model, same data (file, or rows in memory)."""
-        # The threshold decides acceptance, not labels: changing it must not relabel rows.
-        fingerprint = self._fingerprint(with_threshold=False)
-        return stable_hash({**fingerprint, "data": data.identity()})
+    def run_key(self, data: Dataset, routes: "list[ThresholdDecision | None]" = ()) -> str:
+        """Identifies a run for resuming: same labels config, same models, same data (file, or rows
+        in memory) and, in a cascade, the thresholds of the stages before the last (``routes``):
+        they decide which stage labels a row."""
+        return run_key(self.stages, routes, data)
 
     def tuning_key(self) -> str:
-        """What a tuned threshold depends on."""
-        return stable_hash(self._fingerprint(with_threshold=True))
+        """What a tuned threshold depends on (in a cascade, every stage: a stage sees the rows the earlier ones pass on)."""
+        fingerprints = [stage.fingerprint(with_threshold=True) for stage in self.stages]
+        return stable_hash(fingerprints[0] if len(fingerprints) == 1 else {"stages": fingerprints})
 
     def saved_threshold_path(self) -> Path:
         return saved_threshold_path(Cache(self.cache_location).url, self.config.task_name, self.tuning_key())
@@ -131,7 +109,13 @@ class LabelingAgent:
         if plot is None:
             stem = f"{data.path.stem}_" if data.path is not None else ""
             plot = (data.path.parent if data.path is not None else Path()) / f"{stem}{self.config.task_name}_plan.png"
-        return build_plan(self, data, seed, max_rows, Path(plot), progress)
+        seed_data = seed if seed is None or isinstance(seed, int) else self.open_dataset(seed)
+
+        def label_seed(stage: Stage, rows: Dataset, seed_rows: int | None) -> LabelingResult:
+            return self._label([stage], [], rows, seed_rows, progress)
+
+        saving = (self.saved_threshold_path(), self.tuning_key())
+        return build_plan(self.stages, data, seed_data, max_rows, Path(plot), label_seed, Cache(self.cache_location), saving)
 
     def run(
         self,
@@ -148,16 +132,20 @@ class LabelingAgent:
 
         ``dataset`` is a path (CSV, JSONL, Parquet), a pandas DataFrame, a datasets.Dataset or a list of dicts.
 
-        Rows already labeled by an interrupted run of the same job are not labeled again.
+        In a cascade a row goes to the first stage, then on to the next while its stage's
+        confidence is below that stage's threshold; the last stage's label stays on a row no
+        stage accepts. Rows already labeled by an interrupted run of the same job are not labeled again.
         ``engine="ray"`` labels on Ray Data: ``workers`` actors (default 1), each with
         ``gpus_per_worker`` GPUs, on the cluster at ``ray_address`` (default: a local one).
         """
-        saved = SavedThreshold.load(self.saved_threshold_path(), self.tuning_key()) if self.config.threshold else None
-        check_applicable(self.config.threshold, saved)  # before any labeling
-        result = self.label(
-            dataset, max_rows, progress=progress, engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker
-        )
-        result.apply_threshold(decision_for_run(self.config.threshold, saved, result.acceptable_confidences))
+        threshold = self.config.threshold
+        saved = SavedThreshold.load(self.saved_threshold_path(), self.tuning_key()) if threshold else None
+        check_applicable(threshold, saved)  # before any labeling
+        # The earlier stages' thresholds route rows, so they are known before labeling (config checks their policy).
+        routes = [decision_for_run(threshold, saved, None, stage=number) for number in range(len(self.stages) - 1)]
+        ray = {"engine": engine, "ray_address": ray_address, "workers": workers, "gpus_per_worker": gpus_per_worker}
+        result = self._label(self.stages, routes, dataset, max_rows, progress, **ray)
+        result.apply_thresholds([*routes, decision_for_run(threshold, saved, result.acceptable_confidences)])
         return result
 
     def label(
@@ -171,37 +159,68 @@ class LabelingAgent:
         workers: int | None = None,
         gpus_per_worker: float | None = None,
     ) -> LabelingResult:
-        """Label the rows without applying the threshold policy (plan() uses this on seed rows)."""
+        """Label the rows without applying the threshold policy (plan labels seed rows so, a stage at a time)."""
+        if len(self.stages) > 1:
+            raise ConfigError("label: a cascade passes rows on by its stages' thresholds; use run() (plan labels seed rows with each stage)")
+        ray = {"engine": engine, "ray_address": ray_address, "workers": workers, "gpus_per_worker": gpus_per_worker}
+        return self._label(self.stages, [], dataset, max_rows, progress, **ray)
+
+    def _label(
+        self,
+        stages: list[Stage],
+        routes: "list[ThresholdDecision | None]",
+        dataset: "DataSource",
+        max_rows: int | None,
+        progress: bool | None,
+        *,
+        engine: str = "local",
+        ray_address: str | None = None,
+        workers: int | None = None,
+        gpus_per_worker: float | None = None,
+    ) -> LabelingResult:
+        """Label rows through ``stages``, each but the last keeping the labels its decision in ``routes`` accepts."""
         ray_options = _ray_options(engine, ray_address, workers, gpus_per_worker)
         if engine == "ray":
+            if len(stages) > 1:
+                raise ConfigError(f"--engine ray: runs one stage for now; this cascade of {len(stages)} stages runs on the local engine (--engine local)")
             from .engines.ray_data import import_ray
 
             import_ray()  # a missing extra is reported before anything else
         data = self.open_dataset(dataset)
         cache = Cache(self.cache_location)  # a bad cache location is reported before any model loads
-        run_key = self.run_key(data)
+        key = run_key(stages, routes, data)
         show = sys.stderr.isatty() if progress is None else progress
         started = time.perf_counter()
         if engine == "ray":
             from .engines.ray_data import label_on_ray
 
             # A bad setting fails here in one line, not in every actor's traceback.
-            self.labeler(cache)
+            stages[0].labeler(cache)
             # Each actor builds its own labeler from the config: models and connections do not travel.
             make_labeler = functools.partial(build_labeler, self.config, cache.url)
-            concurrency = self.provider.concurrency
-            stats = label_on_ray(make_labeler, data, max_rows, cache, run_key, show, concurrency=concurrency, **ray_options)
+            concurrency = stages[0].provider.concurrency
+            stats = label_on_ray(make_labeler, data, max_rows, cache, key, show, concurrency=concurrency, **ray_options)
         else:
             from .engines.local import label_locally
 
-            stats = label_locally(self.labeler(cache), data, max_rows, cache, run_key, show)
+            keeps = [functools.partial(accepts, decision) for decision in routes] + [lambda result: True]
+            runs = [StageRun(stage.name, stage.labeler(cache), keep) for stage, keep in zip(stages, keeps)]
+            stats = label_locally(runs, data, max_rows, cache, key, show)
         stats.seconds = time.perf_counter() - started
-        return LabelingResult(self, data, cache, run_key, max_rows, stats)
+        return LabelingResult(self.config, stages[-1].task, stages, data, cache, key, max_rows, stats)
 
     def labeler(self, cache: Cache) -> Labeler:
-        """The labeling stage of this agent's config, its model calls cached in ``cache``."""
-        verifier = self.verifier if self.config.model.compute_confidence else None
-        return Labeler(self.task, self.provider, self.prompt_builder, self.selector, cache, verifier)
+        """The labeling of this agent's one-stage config, its model calls cached in ``cache``."""
+        return self.stages[-1].labeler(cache)
+
+
+def run_key(stages: list[Stage], routes: "list[ThresholdDecision | None]", data: Dataset) -> str:
+    """A one-stage run is keyed by its stage; a cascade by its stages and the thresholds that route rows."""
+    if len(stages) == 1:
+        return stages[0].run_key(data)
+    # What routes a row: each threshold, and the calibration it applies to (not how it was chosen).
+    decisions = [(decision.threshold, decision.calibration) if decision else None for decision in routes]
+    return stable_hash({"stages": [stage.run_key(data) for stage in stages], "routes": decisions})
 
 
 def build_labeler(config: TaskConfig, cache_location: str) -> Labeler:

@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .registry import CONFIDENCE_METHODS, PROVIDERS, TASKS
 
 
 class TaskType(str, Enum):
@@ -78,9 +79,7 @@ class ModelConfig(_Strict):
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        from .providers import provider_names
-
-        return _registered(value, provider_names(), "provider")
+        return _registered(value, PROVIDERS.names(), "provider")
 
 
 def _registered(value: str, names: list[str], what: str) -> str:
@@ -91,11 +90,13 @@ def _registered(value: str, names: list[str], what: str) -> str:
 
 
 class LearningConfig(_Strict):
-    """The learned labeler (learned.py): the language model's label scores and an embedding
-    view of the row, combined by a fit on the labeled examples (``prompt.few_shot_examples``).
+    """The learned labeler (learned.py): the language model's label distribution and an
+    embedding view of the row, combined by a fit on the labeled examples (``prompt.few_shot_examples``).
 
     ``auto`` turns it on for classification and entity matching whenever a local model scores
-    the labels (and always for the ``classifier`` provider); ``true`` insists, ``false`` turns it off.
+    the labels, when an API model generates them as free text (``prompt.structured_output``
+    false, no chain of thought) and the config has labeled examples, and always for the
+    ``classifier`` provider; ``true`` insists, ``false`` turns it off.
     """
 
     enabled: bool | Literal["auto"] = "auto"
@@ -125,9 +126,7 @@ class ConfidenceConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        from .confidence import method_names
-
-        return _registered(value, ["auto", *method_names()], "confidence method")
+        return _registered(value, ["auto", *CONFIDENCE_METHODS.names()], "confidence method")
 
 
 class EmbeddingConfig(_Strict):
@@ -238,6 +237,15 @@ class ThresholdConfig(_Strict):
         return value
 
 
+class StageConfig(_Strict):
+    """One stage of a cascade: a model (the keys of ``model``) and, optionally, how its labels'
+    confidence is scored (default: the config's ``confidence`` block)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    model: ModelConfig
+    confidence: ConfidenceConfig | None = None
+
+
 class TaskConfig(_Strict):
     task_name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     task_type: TaskType = TaskType.classification
@@ -247,35 +255,82 @@ class TaskConfig(_Strict):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     threshold: ThresholdConfig | None = None
     confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig)
+    # Models tried in order (cheapest first): a row goes on while no stage's confidence reaches its threshold.
+    cascade: list[StageConfig] | None = None
     learning: LearningConfig = Field(default_factory=LearningConfig)
     # Directory the config was loaded from: relative paths (few-shot CSVs, templates) resolve here.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @model_validator(mode="after")
     def _task_specific(self) -> "TaskConfig":
-        from .tasks import get_task_class
-
+        if self.cascade is not None:
+            return self  # each stage's config is checked as a whole config (_cascade_stages)
         try:
-            task_class = get_task_class(self.task_type)
+            task_class = TASKS.get(self.task_type.value)
         except KeyError as exc:  # a task type of the enum with no implementation yet
             raise ValueError(f"task_type: {exc.args[0]}") from None
         task_class.check_config(self)
-        from .confidence import get_method_class
-
         method = self.confidence.method
-        reason = None if method == "auto" else get_method_class(method).unsupported(task_class)
+        reason = None if method == "auto" else CONFIDENCE_METHODS.get(method).unsupported(task_class)
         if reason:
             raise ValueError(f"confidence.method: {self.confidence.method} does not apply to {self.task_type.value} tasks: {reason}")
         return self
 
     @model_validator(mode="after")
     def _threshold_needs_confidence(self) -> "TaskConfig":
-        if self.threshold is not None and not self.model.compute_confidence:
+        if self.threshold is not None and self.cascade is None and not self.model.compute_confidence:
             raise ValueError("threshold: needs model.compute_confidence: true (the threshold applies to confidence scores)")
         return self
 
+    @model_validator(mode="after")
+    def _cascade_stages(self) -> "TaskConfig":
+        if self.cascade is None:
+            return self
+        if "model" in self.model_fields_set:
+            raise ValueError("cascade: give either model or cascade, not both (each stage has its own model block)")
+        if not self.cascade:
+            raise ValueError("cascade: must list at least one stage")
+        names = [stage.name for stage in self.cascade]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"cascade: stage names must be unique; {', '.join(map(repr, repeated))} repeated")
+        if len(self.cascade) > 1:
+            if self.threshold is None:
+                raise ValueError("cascade: needs a threshold block (it decides which rows a stage keeps and which go on)")
+            if self.threshold.policy == "target_completion":
+                raise ValueError("threshold.policy: target_completion does not apply to a cascade of several stages; use target_accuracy or fixed")
+        self.stages()  # each stage's config must hold as a config of its own
+        return self
+
+    def stages(self) -> list[tuple[str, "TaskConfig"]]:
+        """(name, config) of each stage, cheapest first: the config itself for a config without
+        ``cascade`` (one stage named after its provider), else this config with the stage's
+        ``model`` (confidence always computed) and ``confidence`` in place of the cascade."""
+        if self.cascade is None:
+            return [(self.model.provider, self)]
+        stages = []
+        for stage in self.cascade:
+            data = self.model_dump(mode="python", exclude={"cascade", "model", "confidence", "base_dir"})
+            data["model"] = {**_with_secret(stage.model), "compute_confidence": True}
+            data["confidence"] = _with_secret(stage.confidence or self.confidence, "verifier")
+            try:
+                config = TaskConfig.model_validate({**data, "base_dir": self.base_dir})
+            except ValidationError as exc:
+                raise ValueError(f"cascade stage {stage.name!r}: {_format_error(exc)}") from None
+            stages.append((stage.name, config))
+        return stages
+
     def column(self, suffix: str) -> str:
         return f"{self.task_name}_{suffix}"
+
+
+def _with_secret(section: BaseModel, nested: str | None = None) -> dict[str, Any]:
+    """A config section as data, its API key (``model``, or a nested model block) in clear to validate again."""
+    data = section.model_dump(mode="python")
+    model, holder = (getattr(section, nested), data[nested]) if nested else (section, data)
+    if model is not None and model.api_key is not None:
+        holder["api_key"] = model.api_key.get_secret_value()
+    return data
 
 
 def _format_error(error: ValidationError) -> str:
@@ -294,12 +349,16 @@ def load_config(source: Union[str, Path, dict, TaskConfig], **overrides: Any) ->
     """Build a TaskConfig from a JSON file path, a dict or an existing TaskConfig.
 
     ``overrides`` are dotted key paths (``model.provider="openai"``) applied before
-    validation, so CLI flags are checked exactly like the file.
+    validation, so CLI flags are checked exactly like the file; in a cascade, ``model.*``
+    overrides apply to the last stage's model.
     """
     if isinstance(source, TaskConfig):
         data, base_dir = source.model_dump(mode="python", exclude_none=False), source.base_dir
-        if source.model.api_key is not None:
-            data["model"]["api_key"] = source.model.api_key.get_secret_value()
+        if source.cascade is None:
+            data["model"] = _with_secret(source.model)
+        else:  # each stage has its own model block; a top-level one beside them is an error
+            del data["model"]
+            data["cascade"] = [{**stage.model_dump(mode="python"), "model": _with_secret(stage.model)} for stage in source.cascade]
     elif isinstance(source, dict):
         data, base_dir = json.loads(json.dumps(source)), Path.cwd()
     else:
@@ -318,16 +377,18 @@ def load_config(source: Union[str, Path, dict, TaskConfig], **overrides: Any) ->
     from .compat import translate_autolabel_config
 
     data = translate_autolabel_config(data)
-    model = data.get("model")
+    cascade = data.get("cascade")
+    model_holder = cascade[-1] if isinstance(cascade, list) and cascade and isinstance(cascade[-1], dict) else data
+    model = model_holder.get("model")
     new_provider = overrides.get("model.provider")
     if isinstance(model, dict) and new_provider is not None and overrides.get("model.name") is None:
         if new_provider != model.get("provider", ModelConfig.model_fields["provider"].default):
             # Another provider does not inherit the old model's name; the same provider keeps it.
-            data["model"] = {key: value for key, value in model.items() if key != "name"}
+            model_holder["model"] = {key: value for key, value in model.items() if key != "name"}
     for dotted, value in overrides.items():
         if value is None:
             continue
-        target = data
+        target = model_holder if dotted.startswith("model.") else data
         *parents, leaf = dotted.split(".")
         for key in parents:
             target = target.setdefault(key, {})

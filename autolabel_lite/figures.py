@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 DPI = 120
 # One colour per role, the same in every figure.
-RIGHT, WRONG, ALL, MARKS = "tab:blue", "tab:orange", "tab:grey", ("crimson", "black", "tab:green")
+RIGHT, WRONG, ALL, MARKS = "tab:blue", "tab:orange", "tab:grey", ("crimson", "black", "tab:green", "tab:purple", "tab:brown", "tab:olive")
 # Above this many labels a confusion matrix's cells are too small to carry their counts.
 ANNOTATED_LABELS = 15
 

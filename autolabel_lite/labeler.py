@@ -2,15 +2,18 @@
 
 Two ways to get a label:
 - ``score``: score every candidate label's log-likelihood after the prompt and take the
-  most probable (default for local models, which rarely write a label verbatim); for
-  classification and entity matching the learned labeler (learned.py) then combines those
-  scores with an embedding view fitted on the labeled examples;
+  most probable (default for local models, which rarely write a label verbatim);
 - ``generate``: let the model write its answer and let the task parse it.
+
+For classification and entity matching the learned labeler (learned.py) then combines the
+model's label distribution with an embedding view fitted on the labeled examples: the
+scored labels, or for an API model's generated answer the top_logprobs of its first token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import warnings
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -22,7 +25,7 @@ from .fewshot import ExampleSelector
 from .learned import LOG_FLOOR, LearnedLabeler, RowFeatures, log_probs
 from .prompt import Prompt, PromptBuilder, chain_of_thought_answer
 from .providers import Generation, Provider, SequenceScore
-from .scoring import label_distribution
+from .scoring import generated_label_distribution, label_distribution
 from .tasks import Task
 from .tasks.classification import normalise
 
@@ -54,6 +57,7 @@ class Labeler:
             self.mode = "generate"  # the model reasons before it answers
         self.model_calls = 0
         self._prepared = False
+        self._warned_no_top_logprobs = False
         self._calibration: dict[tuple[str, ...], list[list[SequenceScore]]] = {}
         self._calibration_lock = asyncio.Lock()
         self.verifier = verifier or provider
@@ -79,10 +83,11 @@ class Labeler:
         why_not = None
         if task_type not in LEARNED_TASKS:
             why_not = f"it applies to {' and '.join(sorted(LEARNED_TASKS))} tasks, not {task_type}"
-        elif self.mode != "score":
-            why_not = "it combines scored labels: it needs prompt.labeling_mode score (a local model's default)"
-        elif self.provider.language_model and not self.provider.is_local:
-            why_not = "an API model's label scores are not combined yet: use a local model or the classifier provider"
+        elif self.provider.language_model:
+            why_not = self._why_model_labels_cannot_be_combined()
+        if why_not is None and enabled == "auto" and self._generates_labels and not self.selector.examples:
+            # Nothing to fit: an API model's own answer is worth more than label-name prototypes.
+            return None
         if why_not:
             if enabled is True or not self.provider.language_model:
                 raise ConfigError(f"learning.enabled: {why_not}")
@@ -93,9 +98,28 @@ class Labeler:
         prompt = self.config.prompt
         return LearnedLabeler(prompt.label_names, prompt.label_descriptions, features, columns, self.config.learning.folds)
 
+    @property
+    def _generates_labels(self) -> bool:
+        """True when labels are generated, so the model's label distribution comes from its answer's top_logprobs."""
+        return self.mode == "generate" and self.provider.language_model
+
+    def _why_model_labels_cannot_be_combined(self) -> str | None:
+        prompt = self.config.prompt
+        if self.mode == "score":
+            if not self.provider.is_local:
+                return "an API model is combined through its generated answer's top_logprobs: set prompt.labeling_mode generate"
+            return None
+        if self.provider.is_local:
+            return "a local model's labels are combined when scored: it needs prompt.labeling_mode score"
+        if prompt.chain_of_thought:
+            return "it reads the answer's first token, which chain_of_thought puts after the reasoning"
+        if prompt.structured_output:
+            return "it reads the answer's first token, which structured output puts inside JSON: set prompt.structured_output false"
+        return None
+
     async def prepare(self, progress: bool = False) -> None:
         """Fit the learned labeler on the labeled examples, once per run, before the first row.
-        Each example's label scores come from a prompt that does not show that example."""
+        Each example's label distribution comes from a prompt that does not show that example."""
         if self.learned is None or self._prepared:
             return
         from tqdm import tqdm
@@ -105,7 +129,7 @@ class Labeler:
         labels = len(learned.labels)
         allowed = np.zeros((len(examples), labels), dtype=bool)
         llm = np.full((len(examples), labels), LOG_FLOOR) if self.provider.language_model else None
-        index = learned.index
+        index, found = learned.index, 0
         for i in tqdm(range(len(examples)), disable=not progress, unit="example", desc="learning from examples"):
             if y[i] < 0:
                 continue
@@ -115,9 +139,12 @@ class Labeler:
             positions = [index[normalise(c)] for c in candidates]
             allowed[i, positions] = True
             if llm is not None:
-                probs, _, _ = await self.label_distribution(self.prompt_for(prepared, shown), candidates, shown)
-                llm[i, positions] = log_probs(np.asarray(probs))
-        learned.fit(examples, y, llm, allowed)
+                probs, _, _ = await self.model_label_probs(self.prompt_for(prepared, shown), candidates, shown)
+                if probs is not None:
+                    llm[i, positions] = log_probs(np.asarray(probs))
+                    found += 1
+        # A server that returned no top_logprobs: the embedding view is fitted alone.
+        learned.fit(examples, y, llm if found else None, allowed)
         self._prepared = True
 
     # -- cached model calls --------------------------------------------------------------
@@ -237,11 +264,32 @@ class Labeler:
             self.learned.predict_ahead(rows, list(candidates))
 
     def _candidates(self, prepared: Mapping[str, Any], labels: list[str] | None) -> list[str] | None:
-        """The labels a row is scored on (``labels``: label selection's), or None when the model writes its answer."""
-        candidates = self.task.candidates(prepared) if self.mode == "score" else None
+        """The labels a row is chosen among (``labels``: label selection's), or None when the model's
+        written answer is parsed (generation without the learned labeler)."""
+        chooses = self.mode == "score" or self.learned is not None
+        candidates = self.task.candidates(prepared) if chooses else None
         if candidates and labels is not None:
             candidates = [c for c in candidates if c in labels]
         return candidates
+
+    async def model_label_probs(
+        self, prompt: Prompt, candidates: list[str], labels: list[str] | None = None
+    ) -> tuple[list[float] | None, list[SequenceScore] | Generation, bool]:
+        """The labeling model's distribution over ``candidates`` (None when its answer gives
+        none), what it rests on (the scores, or the generated answer) and whether that came
+        from the cache: scored labels, or an API model's answer and its top_logprobs."""
+        if not self._generates_labels:
+            return await self.label_distribution(prompt, candidates, labels)
+        generation, hit = await self.generate(prompt)
+        probs = generated_label_distribution(generation.tokens, generation.top_logprobs, candidates)
+        if not generation.top_logprobs and not self._warned_no_top_logprobs:
+            self._warned_no_top_logprobs = True  # once per run, not once per row
+            warnings.warn(
+                "the model server returned no top_logprobs: the learned labeler labels with the embedding view "
+                "alone (learning.enabled false keeps the model's generated labels)",
+                stacklevel=2,
+            )
+        return probs, generation, hit
 
     async def label(self, index: int, row: Mapping[str, Any]) -> RowResult:
         prepared, note = self._prepare(row)
@@ -253,9 +301,9 @@ class Labeler:
         prompt = self.prompt_for(prepared, labels) if reads_prompt else Prompt(user="")
         candidates = self._candidates(prepared, labels)
         if candidates:
-            llm_probs, scores, hit = None, None, False
+            llm_probs, evidence, hit = None, None, False
             if self.provider.language_model:
-                llm_probs, scores, hit = await self.label_distribution(prompt, candidates, labels)
+                llm_probs, evidence, hit = await self.model_label_probs(prompt, candidates, labels)
             details: dict[str, Any] = {}
             probs = llm_probs
             if self.learned is not None:
@@ -266,8 +314,10 @@ class Labeler:
             output = self.task.choose(candidates, probs)  # multilabel keeps several
             parsed = self.task.parse(output, prepared)
             details["label_probs"] = dict(zip(candidates, probs))
-            if scores is not None:
-                details.update(tokens=scores[best].tokens, logprobs=scores[best].logprobs)
+            if isinstance(evidence, Generation):
+                details.update(raw_output=evidence.text, tokens=evidence.tokens, logprobs=evidence.logprobs)
+            elif evidence is not None:
+                details.update(tokens=evidence[best].tokens, logprobs=evidence[best].logprobs)
         else:
             generation, hit = await self.generate(prompt, **self._structure(prepared, labels))
             output = generation.text

@@ -29,6 +29,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .dataset import row_digest
 from .fewshot import label_text
@@ -42,6 +43,10 @@ LOG_FLOOR = math.log(1e-6)
 PROTOTYPE_TEMPERATURE = 0.05
 # The embedding view's inverse regularisation (scikit-learn's C) on unit-length vectors.
 EMBEDDING_C = 3.0
+# The correctness model's inverse regularisation: 9 signals fitted on 100-200 rows. Chosen by
+# cross-validation on the seed sets (C=1 → 0.1: civil_comments plan→run at target 0.95 accepted
+# 1.3% → 7.3% of held-out rows; banking AUROC 0.82 → 0.83).
+CORRECTNESS_C = 0.1
 # L2 weight of the stacker's per-label offsets: with a handful of examples per label they
 # would otherwise memorise the label counts.
 OFFSET_PENALTY = 0.01
@@ -147,11 +152,16 @@ class EmbeddingView:
         self.model = None
         self.only: int | None = None
 
-    def fit(self, features: np.ndarray, y: np.ndarray) -> "EmbeddingView":
+    def fit(self, features: np.ndarray, y: np.ndarray, label_vectors: np.ndarray | None = None) -> "EmbeddingView":
+        """``label_vectors``: each label's name and description embedded, one more labeled example
+        per label (banking's 77 intents, ~2 examples each: held-out accuracy 0.57 → 0.72)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
+        if label_vectors is not None:
+            features = np.vstack([features, label_vectors])
+            y = np.concatenate([y, np.arange(len(label_vectors))])
         if len(np.unique(y)) < 2:
             self.only = int(y[0])
             return self
@@ -276,7 +286,7 @@ class CorrectnessModel:
         if correct.min() == correct.max():  # all right or all wrong: nothing to tell apart
             self.constant = float(correct.mean())
             return self
-        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)).fit(features, correct)
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=CORRECTNESS_C, max_iter=500)).fit(features, correct)
         return self
 
     def predict(self, features: np.ndarray) -> np.ndarray:
@@ -334,7 +344,12 @@ class LearnedLabeler:
     folds: int = 5
     _fitted: _Fitted | None = None
     _held_out: dict[str, Prediction] = field(default_factory=dict)
-    _prototypes: np.ndarray | None = None
+
+    @cached_property
+    def prototypes(self) -> np.ndarray:
+        """Each label's name and description, embedded (kept in the cache like the examples)."""
+        texts = [label_text(label, self.descriptions.get(label)) for label in self.labels]
+        return self.features.embedder.store.persistent(texts)
     #: Predictions made ahead of their rows (``predict_ahead``): row digest → (candidates, prediction).
     _ahead: OrderedDict[str, tuple[list[str], Prediction]] = field(default_factory=OrderedDict)
 
@@ -361,12 +376,29 @@ class LearnedLabeler:
             self._fitted = None
             return self
         features = self.features(examples, keep=True)
+        # A label's text says nothing about how two records compare.
+        label_vectors = None if self.features.pairs else self.prototypes
+        # Hundreds of tiny fits: with two BLAS threads the waiting thread spun on shared cores
+        # and the fit took 5-17 s on banking, against 0.2-0.3 s on one thread. (The embedding
+        # model above keeps its threads: its vectors must not depend on where the fit ran.)
+        with threadpool_limits(limits=1):
+            return self._fit_on(examples, features, label_vectors, y, llm, allowed)
+
+    def _fit_on(
+        self,
+        examples: Sequence[Mapping[str, Any]],
+        features: np.ndarray,
+        label_vectors: np.ndarray | None,
+        y: np.ndarray,
+        llm: np.ndarray | None,
+        allowed: np.ndarray,
+    ) -> "LearnedLabeler":
         view_oof = np.zeros((len(y), len(self.labels)))
         held_sets = folds_for(y, self.folds)
         views = []
         for held in held_sets:
             train = np.setdiff1d(np.arange(len(y)), held)
-            view = EmbeddingView(len(self.labels), self.features.pairs).fit(features[train], y[train])
+            view = EmbeddingView(len(self.labels), self.features.pairs).fit(features[train], y[train], label_vectors)
             view_oof[held] = view.log_proba(features[held])
             views.append(view)
         from sklearn.metrics import balanced_accuracy_score
@@ -426,11 +458,8 @@ class LearnedLabeler:
             return np.mean([view.log_proba(features) for view in self._fitted.views], axis=0)
         if self.features.pairs:
             return np.zeros((len(rows), len(self.labels)))  # a label's text says nothing about how two records compare
-        if self._prototypes is None:
-            texts = [label_text(label, self.descriptions.get(label)) for label in self.labels]
-            self._prototypes = self.features.embedder.store.persistent(texts)
         row_vectors = self.features.embedder.rows(rows)
-        return log_probs(softmax((row_vectors @ self._prototypes.T) / PROTOTYPE_TEMPERATURE))
+        return log_probs(softmax((row_vectors @ self.prototypes.T) / PROTOTYPE_TEMPERATURE))
 
     def predict(self, row: Mapping[str, Any], candidates: list[str], llm_probs: list[float] | None) -> Prediction:
         """The row's distribution over ``candidates`` (a subset of the labels, in any order)."""

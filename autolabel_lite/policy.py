@@ -33,6 +33,7 @@ from .errors import ConfigError, DataError
 from .files import replaced_when_done
 
 if TYPE_CHECKING:
+    from .cache import RowResult
     from .config import ThresholdConfig
 
 # The threshold that accepts no row: no confidence reaches it.
@@ -286,6 +287,24 @@ class ThresholdDecision:
         )
 
 
+def accepted_confidence(decision: ThresholdDecision | None, result: "RowResult") -> float | None:
+    """A row's confidence as ``decision``'s threshold sees it: calibrated when the tuning calibrates."""
+    calibration = decision.calibration if decision else None
+    if result.confidence is None or calibration is None:
+        return result.confidence
+    return float(calibration.apply(result.confidence))
+
+
+def accepts(decision: ThresholdDecision | None, result: "RowResult") -> bool:
+    """Whether ``decision`` keeps a row's label (None: every label without an error)."""
+    if result.error or not result.label:
+        return False
+    if decision is None:
+        return True
+    confidence = accepted_confidence(decision, result)
+    return confidence is not None and confidence >= decision.threshold
+
+
 def choose_fixed(value: float, points: list[OperatingPoint], rows: int) -> ThresholdDecision:
     return ThresholdDecision("fixed", value, f"fixed at {value:g} by the config", point_at(points, value, rows) if rows else None)
 
@@ -379,21 +398,60 @@ def tune(config: "ThresholdConfig", confidence: Sequence[float], correct: Sequen
     return decision
 
 
+def accepted_rows(decision: ThresholdDecision | None, confidence: np.ndarray) -> np.ndarray:
+    """Which rows ``decision`` accepts, by their raw ``confidence`` (NaN: a row that cannot be accepted)."""
+    values = np.asarray(confidence, dtype=float)
+    if decision is None:
+        return ~np.isnan(values)
+    if decision.calibration is not None:
+        values = decision.calibration.apply(values)
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(values) & (values >= decision.threshold)
+
+
+def tune_cascade(config: "ThresholdConfig", confidence: Sequence[np.ndarray], correct: Sequence[np.ndarray]) -> list[ThresholdDecision]:
+    """One threshold per stage of a cascade, from every stage's labels of the same seed rows
+    (``confidence[k]``, ``correct[k]``: stage k's). Stage k is tuned on the seed rows that no
+    earlier stage accepts, cheapest stage first, so the earliest stages keep all they can.
+
+    ``target_accuracy`` splits the error budget evenly (Bonferroni): each of K stages runs the
+    fixed-sequence Clopper–Pearson scan at confidence 1 - (1 - confidence_level) / K. Then with
+    probability at least confidence_level every stage's accepted rows reach the target, and so
+    does their union, the rows the cascade accepts.
+    """
+    stages = len(confidence)
+    if stages > 1 and config.policy == "target_accuracy":
+        config = config.model_copy(update={"confidence_level": 1 - (1 - config.confidence_level) / stages})
+    reaching = np.ones(np.asarray(confidence[0]).size, dtype=bool)
+    decisions = []
+    for values, right in zip(confidence, correct):
+        values, right = np.asarray(values, dtype=float), np.asarray(right, dtype=bool)
+        decision = tune(config, values[reaching], right[reaching])
+        decisions.append(decision)
+        reaching &= ~accepted_rows(decision, values)
+    return decisions
+
+
 # -- the tuned threshold, saved for run() ----------------------------------------------
 
 
 @dataclass
 class SavedThreshold:
-    """A threshold tuned by ``plan`` on seed rows, as run() reads it back."""
+    """The thresholds tuned by ``plan`` on seed rows, one per stage of the cascade, as run() reads them back."""
 
-    decision: ThresholdDecision
+    decisions: list[ThresholdDecision]
     seed: str
     seed_rows: int
     path: Path
 
     def save(self, tuning_key: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"tuning_key": tuning_key, "seed": self.seed, "seed_rows": self.seed_rows, "decision": self.decision.to_dict()}
+        payload = {
+            "tuning_key": tuning_key,
+            "seed": self.seed,
+            "seed_rows": self.seed_rows,
+            "decisions": [decision.to_dict() for decision in self.decisions],
+        }
         with replaced_when_done(self.path) as staging:  # a run reading it sees the old file or the new one
             staging.write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
 
@@ -405,7 +463,9 @@ class SavedThreshold:
             payload = json.loads(path.read_text(encoding="utf-8"))
             if payload["tuning_key"] != tuning_key:
                 return None
-            return cls(ThresholdDecision.from_dict(payload["decision"]), payload["seed"], payload["seed_rows"], path)
+            # "decision": one stage's, as saved before cascades.
+            decisions = payload["decisions"] if "decisions" in payload else [payload["decision"]]
+            return cls([ThresholdDecision.from_dict(d) for d in decisions], payload["seed"], payload["seed_rows"], path)
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}: not a saved threshold ({exc}); delete it and run `autolabel-lite plan` again") from None
 
@@ -432,15 +492,17 @@ def check_applicable(config: "ThresholdConfig | None", saved: SavedThreshold | N
 
 
 def decision_for_run(
-    config: "ThresholdConfig | None", saved: SavedThreshold | None, confidence: Callable[[], np.ndarray]
+    config: "ThresholdConfig | None", saved: SavedThreshold | None, confidence: Callable[[], np.ndarray], stage: int = -1
 ) -> ThresholdDecision | None:
-    """The threshold a run applies: the saved tuning when there is one, else what the
-    config alone determines. ``confidence`` gives the run's own confidences (NaN where a
-    row cannot be accepted), used by ``target_completion`` when nothing was tuned."""
+    """The threshold a run applies at cascade stage ``stage``: the saved tuning when there is
+    one, else what the config alone determines. ``confidence`` gives the run's own confidences
+    (NaN where a row cannot be accepted), used by ``target_completion`` when nothing was tuned
+    (a one-stage policy: a cascade's earlier stages never call it, they route before labeling)."""
     if config is None:
         return None
     if saved is not None:
-        return replace(saved.decision, how=f"tuned by plan on {saved.seed_rows} seed rows of {saved.seed} (saved in {saved.path}): {saved.decision.how}")
+        decision = saved.decisions[stage]
+        return replace(decision, how=f"tuned by plan on {saved.seed_rows} seed rows of {saved.seed} (saved in {saved.path}): {decision.how}")
     check_applicable(config, saved)
     if config.policy == "fixed":
         return choose_fixed(config.value, [], 0)

@@ -1,7 +1,9 @@
-"""A tiny name → class registry shared by tasks and providers.
+"""A tiny name → class registry shared by tasks, providers and confidence methods.
 
 Every module in the registry's package is imported on first use, so adding a task or
 a provider means adding one file that decorates its class with ``@registry.register``.
+The registries live here, below config: config checks names against them without
+importing the packages, whose modules import config's types.
 """
 
 from __future__ import annotations
@@ -46,3 +48,8 @@ class Registry(Generic[T]):
             return self._classes[name]
         except KeyError:
             raise KeyError(f"unknown {self._kind} {name!r}; expected one of {', '.join(self.names())}") from None
+
+
+TASKS: Registry = Registry("autolabel_lite.tasks", "task_type")
+PROVIDERS: Registry = Registry("autolabel_lite.providers", "provider")
+CONFIDENCE_METHODS: Registry = Registry("autolabel_lite.confidence", "confidence method")

@@ -24,8 +24,8 @@ import numpy as np
 from . import figures
 from .files import check_outputs, replaced_when_done
 from .metrics import ReliabilityBins, reliability_bins
-from .plan import chosen_marks, target_accuracy
-from .policy import OperatingPoint, operating_points, point_at
+from .plan import cascade_marks, chosen_marks, target_accuracy
+from .policy import OperatingPoint, ThresholdDecision, operating_points, point_at
 from .prompt import templates_dir
 from .tasks.classification import ClassificationTask, normalise
 
@@ -80,7 +80,7 @@ class LabelStats:
 
 @dataclass
 class Stage:
-    """One stage of the labeling pipeline. Today a run has one; a cascade lists one per stage."""
+    """One stage of the labeling pipeline: a run without a cascade has one; a cascade lists one per stage."""
 
     name: str
     model: str
@@ -277,7 +277,12 @@ def write_plan_report(plan: "Plan", path: Path) -> Path:
         marks = chosen_marks(decision)
         if decision is not None and decision.empirical is not None and decision.empirical.threshold != plan.threshold:
             marks.append((f"plain empirical point: threshold {decision.empirical.threshold:.4g} (no statistical margin)", decision.empirical))
-        _add_completion(context, marks, f"label quality vs completion on {seed.rows} seed rows")
+        cascade = plan.cascade
+        if cascade is not None and len(cascade.stages) > 1:  # the seed labels are the last stage's alone: show every stage's
+            context["stages"] = [
+                Stage(s.name, s.model, _threshold_of(s.decision), s.reached, s.accepted, s.correct, round(s.calls_per_row * s.reached)) for s in cascade.stages
+            ]
+        _add_completion(context, cascade_marks(cascade, marks), f"label quality vs completion on {seed.rows} seed rows")
         context["metrics"] = {"auroc": seed.auroc, "ece": seed.ece}
         if seed.ece_calibrated is not None:
             context["metrics"]["ece after calibration (cross-validated)"] = seed.ece_calibrated
@@ -299,6 +304,10 @@ def _add_completion(context: dict[str, Any], marks: list[tuple[str, OperatingPoi
     context["images"]["completion"] = _png(figures.completion_figure(context["curve"], marks, target_accuracy(context["decision"]), title))
 
 
+def _threshold_of(decision: ThresholdDecision | None) -> float | None:
+    return None if decision is None else decision.threshold
+
+
 def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> dict[str, Any]:
     """What both pages show about labeled rows."""
     decision = result.decision
@@ -317,16 +326,15 @@ def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> 
     confusion = evidence.confusion_matrix() if evidence.labels is not None and evidence.gold_rows else None
     if confusion is not None:
         images["confusion"] = _png(figures.confusion_figure(*confusion))
-    # The seam for cascades: a cascade lists one Stage per stage here, in order.
-    stage = Stage(
-        name="model",
-        model=f"{result.config.model.provider} {result.agent.provider.model_name}",
-        threshold=threshold,
-        rows=evidence.rows,
-        accepted=evidence.accepted,
-        accepted_correct=evidence.accepted_correct(),
-        model_calls=result.stats.model_calls,
-    )
+    if result.cascade:
+        stages = [
+            Stage(stage.name, f"{stage.config.model.provider} {stage.provider.model_name}", _threshold_of(decision), *counts, result.stats.stage_calls.get(stage.name, 0))
+            for stage, decision, counts in zip(result.stages, result.decisions, result.stage_counts())
+        ]
+    else:
+        only = result.stages[0]
+        model = f"{only.config.model.provider} {only.provider.model_name}"
+        stages = [Stage("model", model, threshold, evidence.rows, evidence.accepted, evidence.accepted_correct(), result.stats.model_calls)]
     return {
         "evidence": evidence,
         "task_type": result.config.task_type.value,
@@ -337,11 +345,11 @@ def _labels_context(result: "LabelingResult", evidence: Evidence, kind: str) -> 
         "reliability": reliability,
         "confusion": confusion,
         "confusion_table": confusion is not None and max(len(confusion[0]), len(confusion[1])) <= CONFUSION_TABLE_LABELS,
-        "stages": [stage],
+        "stages": stages,
         "images": images,
         "input_columns": result.task.input_columns,
         "gold_column": result.config.dataset.label_column,
-        "compute_confidence": result.config.model.compute_confidence,
+        "compute_confidence": result.computes_confidence,
     }
 
 

@@ -8,13 +8,14 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 import numpy as np
 
 from .cache import Cache, RowResult
+from .config import TaskConfig
 from .confidence import get_method_class, resolve_method
 from .confidence.base import splits_labels
 from .dataset import Dataset, row_digest
@@ -32,10 +33,11 @@ from .export import (
 )
 from .files import check_outputs, replaced_when_done
 from .metrics import confidence_quality
-from .policy import ThresholdDecision
+from .policy import ThresholdDecision, accepted_confidence, accepts
 
 if TYPE_CHECKING:
-    from .agent import LabelingAgent
+    from .stage import Stage
+    from .tasks import Task
 
 
 def review_companion(path: str | os.PathLike, fmt: str) -> Path | None:
@@ -43,6 +45,7 @@ def review_companion(path: str | os.PathLike, fmt: str) -> Path | None:
     return Path(path).with_suffix(".xml") if fmt == "label-studio" else None
 
 EXPORT_CHUNK = 1000
+COST_SAMPLE_ROWS = 200  # rows whose prompts are counted to price a stage's rows
 
 
 @dataclass
@@ -58,6 +61,8 @@ class RunStats:
     unparsed_confidences: int = 0
     # Labelers the run built (each with its own model): one per Ray actor that labeled a batch.
     labelers: int = 1
+    # Model calls made by each stage of the cascade, by stage name.
+    stage_calls: dict[str, int] = field(default_factory=dict)
 
     def add(self, result: RowResult) -> None:
         if "confidence_unparsed" in result.details:
@@ -70,27 +75,65 @@ class RunStats:
             self.cache_hits += 1
 
 
+class StageCount(NamedTuple):
+    reached: int
+    accepted: int
+    correct: int | None  # None without ground truth
+
+
 class LabelingResult:
     """Labels for every row of one run. Nothing is held in memory: rows are read back
     from the input (file or data in memory) and the cache as they are exported."""
 
-    def __init__(self, agent: "LabelingAgent", data: Dataset, cache: Cache, run_key: str, max_rows: int | None, stats: RunStats):
-        self.agent = agent
-        self.config = agent.config
-        self.task = agent.task
+    def __init__(
+        self,
+        config: TaskConfig,
+        task: "Task",
+        stages: "list[Stage]",
+        data: Dataset,
+        cache: Cache,
+        run_key: str,
+        max_rows: int | None,
+        stats: RunStats,
+    ):
+        self.config = config
+        self.task = task
+        self.stages = stages
         self.data = data
         self.cache = cache
         self.run_key = run_key
         self.max_rows = max_rows
         self.stats = stats
-        self.threshold: float | None = None
-        self.decision: ThresholdDecision | None = None  # how the threshold was chosen
+        # How each stage's threshold was chosen (None: the stage keeps every label).
+        self.decisions: list[ThresholdDecision | None] = [None] * len(stages)
+        self._stage_numbers = {stage.name: number for number, stage in enumerate(stages)}
         self._metrics: dict[str, float] | None = None
         self._acceptance: tuple[int, dict[str, float]] | None = None
+        self._stage_counts: list[StageCount] = []
+
+    @property
+    def decision(self) -> ThresholdDecision | None:
+        """How the (last) stage's threshold was chosen."""
+        return self.decisions[-1]
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.decision is None else self.decision.threshold
+
+    @property
+    def computes_confidence(self) -> bool:
+        """Whether labels have a confidence (always inside a cascade)."""
+        return any(stage.config.model.compute_confidence for stage in self.stages)
+
+    @property
+    def cascade(self) -> bool:
+        """Several stages: each row names the stage whose label it carries."""
+        return len(self.stages) > 1
 
     @property
     def output_columns(self) -> list[str]:
-        return [self.config.column(s) for s in ("label", "confidence", "accepted", "error", *self.detail_keys)]
+        stage = ["stage"] if self.cascade else []
+        return [self.config.column(s) for s in ("label", "confidence", "accepted", "error", *stage, *self.detail_keys)]
 
     @property
     def detail_keys(self) -> list[str]:
@@ -98,31 +141,30 @@ class LabelingResult:
         confidences when confidence is computed for a task that splits its labels (NER)."""
         keys = list(self.task.detail_columns)
         # The learned labeler never labels a task that splits its labels: auto means logprob there.
-        method = get_method_class(resolve_method(self.config.confidence.method, learned=False))
-        if self.config.model.compute_confidence and method.scores_parts and splits_labels(type(self.task)):
+        scores_parts = any(
+            get_method_class(resolve_method(stage.config.confidence.method, learned=False)).scores_parts
+            for stage in self.stages
+            if stage.config.model.compute_confidence
+        )
+        if scores_parts and splits_labels(type(self.task)):
             keys.append("entity_confidences")
         return keys
 
-    def apply_threshold(self, decision: ThresholdDecision | None) -> None:
-        """Accept rows by ``decision`` (None: every labeled row), calibrating confidence first when it says so."""
-        self.decision = decision
-        self.threshold = None if decision is None else decision.threshold
+    def apply_thresholds(self, decisions: list[ThresholdDecision | None]) -> None:
+        """Accept each row by its stage's decision (None: every labeled row), calibrating confidence first when it says so."""
+        self.decisions = list(decisions)
         self._acceptance = None
 
+    def stage_number(self, result: RowResult) -> int:
+        """Which stage labeled the row: the one it names, else the last (a one-stage run names none)."""
+        return self._stage_numbers.get(result.details.get("stage"), len(self.stages) - 1)
+
     def confidence(self, result: RowResult) -> float | None:
-        """The row's confidence as the threshold sees it: calibrated when the tuning calibrates."""
-        calibration = self.decision.calibration if self.decision else None
-        if result.confidence is None or calibration is None:
-            return result.confidence
-        return float(calibration.apply(result.confidence))
+        """The row's confidence as its stage's threshold sees it: calibrated when the tuning calibrates."""
+        return accepted_confidence(self.decisions[self.stage_number(result)], result)
 
     def is_accepted(self, result: RowResult) -> bool:
-        if result.error or not result.label:
-            return False
-        if self.threshold is None:
-            return True
-        confidence = self.confidence(result)
-        return confidence is not None and confidence >= self.threshold
+        return accepts(self.decisions[self.stage_number(result)], result)
 
     def acceptable_confidences(self) -> np.ndarray:
         """Every row's raw confidence, NaN where the row cannot be accepted (error, no label or no confidence)."""
@@ -171,20 +213,14 @@ class LabelingResult:
     @property
     def schema(self) -> dict[str, str]:
         """Every column written, input columns first, and its kind (text, number, flag)."""
-        label, confidence, accepted, error, *details = self.output_columns
-        return {
-            **dict.fromkeys(self.data.columns, TEXT),
-            label: TEXT,
-            confidence: NUMBER,
-            accepted: FLAG,
-            error: TEXT,
-            **dict.fromkeys(details, TEXT),
-        }
+        label, confidence, accepted, *texts = self.output_columns
+        return {**dict.fromkeys(self.data.columns, TEXT), label: TEXT, confidence: NUMBER, accepted: FLAG, **dict.fromkeys(texts, TEXT)}
 
     def records(self, which: str = "all") -> Iterator[dict[str, Any]]:
         """Each row as written to a table: input columns as text, confidence a float (None
         without one), accepted a bool, row details as JSON text."""
         label, confidence, accepted, error, *detail_columns = self.output_columns
+        stage = detail_columns.pop(0) if self.cascade else None
         for item in self.labeled_rows(which):
             yield {
                 **item.row,
@@ -192,6 +228,7 @@ class LabelingResult:
                 confidence: item.confidence,
                 accepted: item.accepted,
                 error: item.error,
+                **({stage: item.details.get("stage", "")} if stage else {}),
                 **{
                     column: json.dumps(item.details[key], ensure_ascii=False) if key in item.details else ""
                     for column, key in zip(detail_columns, self.detail_keys)
@@ -231,8 +268,8 @@ class LabelingResult:
 
     @property
     def model_version(self) -> str:
-        """Who labeled: ``provider/model``."""
-        return f"{self.config.model.provider}/{self.agent.provider.model_name}"
+        """Who labeled: ``provider/model`` (a cascade's stages joined by ``+``)."""
+        return "+".join(stage.model_version for stage in self.stages)
 
     def to_csv(self, path: str | os.PathLike, only_accepted: bool = False) -> int:
         """Write the rows (all, or only accepted ones) with the label columns as CSV; returns rows written."""
@@ -283,7 +320,7 @@ class LabelingResult:
                         correct.append(self.task.is_correct(result.label, row[gold_column]))
                 if gold:
                     self._metrics = self.task.metrics(predicted, gold)
-                    if self.config.model.compute_confidence:
+                    if self.computes_confidence:
                         self._metrics.update(confidence_quality(confidences, correct))
         return self._metrics
 
@@ -299,6 +336,8 @@ class LabelingResult:
             lines.append(f"verbalized confidence: {s.unparsed_confidences} answers held no number in [0, 1] (scored 0.0)")
         if self.decision is not None:
             lines += self._threshold_lines()
+        if self.cascade:
+            lines += self._stage_lines()
         return "\n".join(lines)
 
     def acceptance(self) -> tuple[int, dict[str, float]]:
@@ -307,14 +346,43 @@ class LabelingResult:
             gold_column = self.config.dataset.label_column
             has_gold = bool(gold_column) and gold_column in self.data.columns
             accepted, predicted, gold = 0, [], []
+            stages = len(self.stages)
+            reached, kept, right = [0] * stages, [0] * stages, [0] * stages
             for row, result in self.rows():
+                number = self.stage_number(result)
+                for earlier in range(number + 1):
+                    reached[earlier] += 1
                 if self.is_accepted(result):
                     accepted += 1
+                    kept[number] += 1
                     if has_gold:
                         predicted.append(sys.intern(result.label))
                         gold.append(sys.intern(row[gold_column]))
+                        right[number] += self.task.is_correct(result.label, row[gold_column])
             self._acceptance = (accepted, self.task.metrics(predicted, gold) if gold else {})
+            self._stage_counts = [StageCount(*counts, correct if has_gold else None) for *counts, correct in zip(reached, kept, right)]
         return self._acceptance
+
+    def stage_counts(self) -> "list[StageCount]":
+        """Per stage: rows that reached it, rows it accepted and, with ground truth, how many of those are right."""
+        self.acceptance()
+        return self._stage_counts
+
+    def _stage_lines(self) -> list[str]:
+        """Per stage: its threshold, rows it labeled and kept, its model calls and estimated cost."""
+        from .plan import cost_per_row
+
+        sample = list(self.data.rows(min(self.max_rows or COST_SAMPLE_ROWS, COST_SAMPLE_ROWS)))
+        lines = []
+        for stage, decision, (reached, kept, _) in zip(self.stages, self.decisions, self.stage_counts()):
+            threshold = "none" if decision is None else "accept nothing" if decision.accepts_nothing else f"{decision.threshold:.4g}"
+            per_row = cost_per_row(stage, self.cache, sample)
+            cost = "unknown (set model.pricing)" if per_row is None else f"${per_row * reached:,.6f} (estimated from tokens)"
+            lines.append(
+                f"stage {stage.name}: threshold {threshold}  labeled {reached}  accepted {kept}  "
+                f"model calls {self.stats.stage_calls.get(stage.name, 0)}  cost {cost}"
+            )
+        return lines
 
     def _threshold_lines(self) -> list[str]:
         decision = self.decision

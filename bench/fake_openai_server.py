@@ -61,6 +61,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 Responder = Callable[[dict], str]
+Alternatives = Callable[[str, int], list[tuple[str, float]]]
 
 _TOKEN_RE = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 # Alternatives offered in top_logprobs: 21, so 20 remain after skipping the chosen token.
@@ -273,8 +274,9 @@ class FakeOpenAIServer:
     """An OpenAI-compatible HTTP server on its own event loop in a background thread.
 
     ``latency``, ``fault_rate``, ``faults``, ``retry_after``, ``hang_seconds``,
-    ``accepts_response_format`` and ``responder`` are plain attributes, read on every request, so tests may change them
-    while the server runs; ``script`` is a property (assigning it replaces what is left).
+    ``accepts_response_format``, ``returns_logprobs``, ``alternatives`` and ``responder`` are
+    plain attributes, read on every request, so tests may change them while the server runs;
+    ``script`` is a property (assigning it replaces what is left).
     """
 
     def __init__(
@@ -292,6 +294,8 @@ class FakeOpenAIServer:
         hang_seconds: float = 30.0,
         model: str = "fake-model",
         accepts_response_format: bool = True,
+        returns_logprobs: bool = True,
+        alternatives: Alternatives = top_candidates,
     ) -> None:
         """
         Args:
@@ -314,6 +318,10 @@ class FakeOpenAIServer:
             model: the model id listed by ``GET /v1/models`` (responses echo the request's).
             accepts_response_format: False answers a chat request carrying ``response_format``
                 with HTTP 400 naming that parameter, as servers without structured output do.
+            returns_logprobs: False answers chat requests with ``"logprobs": null`` even when
+                asked for them, as servers that ignore the parameter do.
+            alternatives: ``(token, k) -> [(token, logprob), ...]``, most likely first: a
+                generated token's ``top_logprobs`` in chat responses; default ``top_candidates``.
         """
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("fault_rate must be between 0 and 1")
@@ -331,6 +339,8 @@ class FakeOpenAIServer:
         self.hang_seconds = hang_seconds
         self.model = model
         self.accepts_response_format = accepts_response_format
+        self.returns_logprobs = returns_logprobs
+        self.alternatives = alternatives
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._script = collections.deque(self._initial_script)
@@ -585,10 +595,10 @@ class FakeOpenAIServer:
             tokens, finish_reason = self._answer(request, index, max_tokens)
             completion_tokens += len(tokens)
             logprobs = None
-            if top_k is not None:
+            if top_k is not None and self.returns_logprobs:
                 content = [{"token": token, "logprob": token_logprob(token), "bytes": list(token.encode()),
                             "top_logprobs": [{"token": alt, "logprob": value, "bytes": list(alt.encode())}
-                                             for alt, value in top_candidates(token, top_k)]}
+                                             for alt, value in self.alternatives(token, top_k)]}
                            for token in tokens]
                 logprobs = {"content": content, "refusal": None}
             message = {"role": "assistant", "content": "".join(tokens), "refusal": None}

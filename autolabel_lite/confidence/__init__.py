@@ -6,10 +6,8 @@ name: ``logprob``, ``p_true``, ``verbalized``, ``entropy``, ``semantic_entropy``
 
 from __future__ import annotations
 
-from ..registry import Registry
+from ..registry import CONFIDENCE_METHODS as METHODS
 from .base import Confidence, ConfidenceMethod, Labeled, Verifier
-
-METHODS: Registry[ConfidenceMethod] = Registry(__name__, "confidence method")
 
 
 def method_names() -> list[str]:

@@ -1,4 +1,4 @@
-"""The local engine: the labeling stage on an asyncio worker pool in this process."""
+"""The local engine: the labeling stages on asyncio worker pools in this process."""
 
 from __future__ import annotations
 
@@ -7,32 +7,33 @@ import gc
 
 from ..cache import Cache
 from ..dataset import Dataset
-from ..labeler import Labeler
 from ..result import RunStats
-from . import label_each
+from . import StageRun, label_each
 
 
-def label_locally(labeler: Labeler, data: Dataset, max_rows: int | None, cache: Cache, run_key: str, show: bool) -> RunStats:
+def label_locally(stages: list[StageRun], data: Dataset, max_rows: int | None, cache: Cache, run_key: str, show: bool) -> RunStats:
     # The collector skips what was alive before the run (the imported libraries, ~400k
     # objects once datasets has imported torch): every full collection walked them all,
     # ~170 ms of CPU each, 100-240 us per row at latency 0.
     gc.freeze()
     try:
-        return asyncio.run(_label_all(labeler, data, max_rows, cache, run_key, show))
+        return asyncio.run(_label_all(stages, data, max_rows, cache, run_key, show))
     finally:
         gc.unfreeze()
 
 
-async def _label_all(labeler: Labeler, data: Dataset, max_rows: int | None, cache: Cache, run_key: str, show: bool) -> RunStats:
+async def _label_all(stages: list[StageRun], data: Dataset, max_rows: int | None, cache: Cache, run_key: str, show: bool) -> RunStats:
     from tqdm import tqdm
 
-    await labeler.prepare(progress=show)
+    first = stages[0].labeler
+    for stage in stages:
+        await stage.labeler.prepare(progress=show)
     done = cache.done_rows(run_key)
     stats = RunStats(resumed=0)
-    bar = tqdm(total=max_rows, disable=not show, unit="row", desc=labeler.config.task_name)
+    bar = tqdm(total=max_rows, disable=not show, unit="row", desc=first.config.task_name)
 
     def pending():
-        for index, row in enumerate(labeler.ahead(data.rows(max_rows))):
+        for index, row in enumerate(first.ahead(data.rows(max_rows))):
             stats.rows += 1
             if index in done:
                 stats.resumed += 1
@@ -48,9 +49,11 @@ async def _label_all(labeler: Labeler, data: Dataset, max_rows: int | None, cach
         bar.update(1)
 
     try:
-        await label_each(labeler, pending(), finished)
+        await label_each(stages, pending(), finished)
     finally:
         bar.close()
-        stats.model_calls = labeler.model_calls
-        await labeler.aclose()
+        stats.stage_calls = {stage.name: stage.labeler.model_calls for stage in stages}
+        stats.model_calls = sum(stats.stage_calls.values())
+        for stage in stages:
+            await stage.labeler.aclose()
     return stats

@@ -26,7 +26,7 @@ from ..dataset import Dataset
 from ..errors import AutolabelError, ConfigError
 from ..labeler import Labeler
 from ..result import RunStats
-from . import label_each
+from . import StageRun, label_each
 
 # Fractions of a CPU: an actor mostly waits on its model server (API) or its GPU, and
 # actors at a whole CPU each on a 2-core machine starved Ray's own tasks and hung silently.
@@ -129,8 +129,8 @@ class LabelBatches:
         self.run_key = run_key
         # One event loop for the actor's life: the provider's HTTP connections outlive a batch.
         self.loop = asyncio.new_event_loop()
-        # The learned labeler fits on the examples once per actor (local models only: their
-        # example scores are computed by each actor, and the first stored is kept).
+        # The learned labeler fits on the examples once per actor (each actor computes the
+        # examples' label scores or answers it finds no cached copy of; the first stored is kept).
         self.loop.run_until_complete(self.labeler.prepare())
         self.name = f"{socket.gethostname()}:{os.getpid()}:{next(_LABELERS_BUILT)}"  # counts labelers built
 
@@ -139,7 +139,8 @@ class LabelBatches:
         rows = self.labeler.ahead(json.loads(text) for text in batch["row"])
         results = []
         calls_before = self.labeler.model_calls
-        self.loop.run_until_complete(label_each(self.labeler, zip(indices, rows), results.append))
+        stages = [StageRun(self.labeler.config.task_name, self.labeler, keeps=lambda result: True)]
+        self.loop.run_until_complete(label_each(stages, zip(indices, rows), results.append))
         stored = self.cache.save_rows(self.run_key, results)  # a retried batch gets back its first results
         stats = RunStats(model_calls=self.labeler.model_calls - calls_before)
         for result in results:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ..registry import Registry
+from ..registry import PROVIDERS
 from .base import Generation, Provider, SequenceScore
-
-PROVIDERS: Registry[Provider] = Registry(__name__, "provider")
 
 
 def provider_names() -> list[str]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ..registry import Registry
+from ..registry import TASKS
 from .base import Parsed, Task
-
-TASKS: Registry[Task] = Registry(__name__, "task_type")
 
 
 def get_task_class(task_type) -> type[Task]:
