@@ -108,8 +108,9 @@ class ConfidenceConfig(_Strict):
     """How ``model.compute_confidence`` scores each label (see confidence/).
 
     ``auto`` (default): ``learned`` when the learned labeler labels, else ``logprob``. On
-    held-out seed rows (bench/learned_labeler.md) the learned correctness model ranked right
-    labels above wrong ones best.
+    held-out seed rows (bench/learned_labeler.md, 5-fold, 3 shuffles) the learned correctness
+    model's AUROC was 0.90 on civil_comments (the combined ``logprob``: 0.60) and 0.80 on
+    banking (``logprob``: 0.83): the only method that holds on both.
     """
 
     method: str = "auto"
