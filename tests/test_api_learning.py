@@ -15,6 +15,7 @@ from autolabel_lite.errors import ConfigError
 from autolabel_lite.scoring import LABEL_FLOOR, generated_label_distribution
 
 from conftest import write_csv
+from test_learned import EXAMPLES
 
 
 def test_each_label_gets_the_mass_of_the_alternatives_that_begin_it_and_the_rest_is_dropped():
@@ -68,35 +69,6 @@ def test_no_distribution_without_top_logprobs_or_when_no_alternative_begins_a_la
 
 # -- through the openai provider and the fake server, over HTTP ---------------------------------
 
-SPORT = [
-    "The striker scored twice in the second half of the final.",
-    "Our goalkeeper saved a penalty in the last minute of the match.",
-    "She won the tennis tournament in straight sets.",
-    "The marathon runners crossed the finish line in the rain.",
-    "The coach picked a new captain for the football team.",
-    "He served three aces in the opening game of the set.",
-    "The home team lost the derby after extra time.",
-    "The cyclist attacked on the final climb and won the stage.",
-    "Fans cheered as the referee blew the final whistle.",
-    "The sprinter broke the national record in the 100 metres.",
-    "Their defence held firm through ninety minutes of pressure.",
-    "The boxer knocked out his rival in the third round.",
-]
-COOKING = [
-    "Knead the dough for ten minutes and let it rise.",
-    "Fry the onions in butter until they turn golden.",
-    "Bake the cake at 180 degrees for forty minutes.",
-    "Season the soup with salt, pepper and fresh thyme.",
-    "Whisk the eggs with sugar until the mixture is pale.",
-    "Simmer the tomato sauce slowly for an hour.",
-    "Chop the garlic finely and add it to the hot pan.",
-    "Roast the vegetables with olive oil and rosemary.",
-    "Stir the risotto and add the stock one ladle at a time.",
-    "Let the bread cool on a rack before slicing it.",
-    "Marinate the chicken overnight in yogurt and spices.",
-    "Grate the cheese over the pasta just before serving.",
-]
-EXAMPLES = [{"text": t, "topic": "sport"} for t in SPORT] + [{"text": t, "topic": "cooking"} for t in COOKING]
 # The model the fake server plays knows a few kitchen words and answers "sport" otherwise.
 KITCHEN_WORDS = ("dough", "onions", "cake", "soup", "eggs", "sauce", "garlic", "bread", "chicken", "pasta")
 # The top_logprobs it lists for its answer's first token: the other label and some punctuation too.
