@@ -78,8 +78,9 @@ class Task(ABC):
         """Labels to score by log-likelihood for this row, or None when the label must be generated."""
         return None
 
-    def choose(self, candidates: list[str], probs: list[float]) -> str:
-        """The model output a scored row stands for (parsed like generated text): the most probable candidate."""
+    def choose(self, candidates: list[str], probs: list[float], independent: bool = False) -> str:
+        """The model output a scored row stands for (parsed like generated text): the most probable
+        candidate. ``independent``: ``probs`` are each label's own P(applies), not one distribution."""
         return candidates[max(range(len(candidates)), key=probs.__getitem__)]
 
     def output_schema(self, labels: list[str] | None = None) -> dict[str, Any] | None:

@@ -3,7 +3,8 @@
 
 Local models score every label once after the prompt (the same packed pass as
 classification) and keep each label whose probability is above uniform (1/K): one pass
-per row instead of one yes/no question per label.
+per row instead of one yes/no question per label. The learned labeler gives each label its
+own P(applies) instead; those labels are kept above 0.5.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ class MultilabelClassificationTask(Task):
     def candidates(self, row: Mapping[str, Any]) -> list[str] | None:
         return self.labels
 
-    def choose(self, candidates: list[str], probs: list[float]) -> str:
-        uniform = 1.0 / len(candidates)
-        return self.join([label for label, p in zip(candidates, probs) if p > uniform])
+    def choose(self, candidates: list[str], probs: list[float], independent: bool = False) -> str:
+        cut = 0.5 if independent else 1.0 / len(candidates)
+        return self.join([label for label, p in zip(candidates, probs) if p > cut])
 
     def join(self, labels: list[str]) -> str:
         chosen = set(labels)
@@ -83,7 +84,7 @@ class MultilabelClassificationTask(Task):
             error = f"{len(unknown)} part{'s' if len(unknown) > 1 else ''} of the output match{'es' if len(unknown) == 1 else ''} no label: {shown}"
         return Parsed(self.join(chosen), error)
 
-    def _label_set(self, value: Any) -> set[str]:
+    def label_set(self, value: Any) -> set[str]:
         """A label list (predicted or ground truth) as label names; names outside the label
         set are kept, so they count as errors."""
         by_norm = {normalise(label): label for label in self.labels}
@@ -91,7 +92,7 @@ class MultilabelClassificationTask(Task):
         return {by_norm.get(normalise(piece), piece.strip()) for piece in text.split(self.separator) if piece.strip()}
 
     def example_label(self, value: Any) -> str:
-        gold = self._label_set(value)
+        gold = self.label_set(value)
         return self.separator.join([label for label in self.labels if label in gold] + sorted(gold - set(self.labels)))
 
     def confidence_parts(self, label: str) -> list[str]:
@@ -99,14 +100,14 @@ class MultilabelClassificationTask(Task):
         return [piece for piece in label.split(self.separator) if piece]
 
     def is_correct(self, predicted: str, gold: str) -> bool:
-        return self._label_set(predicted) == self._label_set(gold)
+        return self.label_set(predicted) == self.label_set(gold)
 
     def metrics(self, predicted: list[str], gold: list[str]) -> dict[str, float]:
         from sklearn.metrics import accuracy_score, f1_score
         from sklearn.preprocessing import MultiLabelBinarizer
 
-        pred_sets = [self._label_set(p) for p in predicted]
-        gold_sets = [self._label_set(g) for g in gold]
+        pred_sets = [self.label_set(p) for p in predicted]
+        gold_sets = [self.label_set(g) for g in gold]
         extra = sorted(set().union(*gold_sets, *pred_sets) - set(self.labels))
         binarizer = MultiLabelBinarizer(classes=[*self.labels, *extra]).fit(gold_sets)
         y_true, y_pred = binarizer.transform(gold_sets), binarizer.transform(pred_sets)
