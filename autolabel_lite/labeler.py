@@ -5,9 +5,10 @@ Two ways to get a label:
   most probable (default for local models, which rarely write a label verbatim);
 - ``generate``: let the model write its answer and let the task parse it.
 
-For classification and entity matching the learned labeler (learned.py) then combines the
-model's label distribution with an embedding view fitted on the labeled examples: the
-scored labels, or for an API model's generated answer the top_logprobs of its first token.
+For classification, entity matching and multilabel classification the learned labeler
+(learned.py) then combines the model's label distribution with an embedding view fitted on the
+labeled examples: the scored labels, or for an API model's generated answer the top_logprobs
+of its first token (one label per row only).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .cache import Cache, RowResult, stable_hash
 from .confidence import ConfidenceMethod, Labeled, Verifier, get_method_class, resolve_method
 from .errors import ConfigError
 from .fewshot import ExampleSelector
-from .learned import LOG_FLOOR, LearnedLabeler, RowFeatures, log_probs
+from .learned import LOG_FLOOR, LabelSets, LearnedLabeler, RowFeatures, SingleLabel, log_probs, min_examples
 from .prompt import Prompt, PromptBuilder, chain_of_thought_answer
 from .providers import Generation, Provider, SequenceScore
 from .scoring import generated_label_distribution, label_distribution
@@ -32,6 +33,8 @@ from .tasks.classification import normalise
 TRIM_NOTE = "input trimmed from {original} to {kept} characters"
 # Tasks whose label is one of a fixed set, which the learned labeler can fit.
 LEARNED_TASKS = {"classification", "entity_matching"}
+# Tasks whose label is a set of a fixed set's labels, fitted label by label.
+LEARNED_SET_TASKS = {"multilabel_classification"}
 
 
 class Labeler:
@@ -66,7 +69,7 @@ class Labeler:
         if not provider.language_model and self.learned is None:
             raise ConfigError(
                 f"model.provider: {self.config.model.provider} labels with the learned labeler only: "
-                "it needs a classification or entity_matching task and learning.enabled not false"
+                "it needs a classification, entity_matching or multilabel_classification task and learning.enabled not false"
             )
         self.confidence: ConfidenceMethod | None = None
         if self.config.model.compute_confidence:
@@ -81,12 +84,19 @@ class Labeler:
         if enabled is False:
             return None
         why_not = None
-        if task_type not in LEARNED_TASKS:
-            why_not = f"it applies to {' and '.join(sorted(LEARNED_TASKS))} tasks, not {task_type}"
+        label_sets = task_type in LEARNED_SET_TASKS
+        if task_type not in LEARNED_TASKS | LEARNED_SET_TASKS:
+            why_not = f"it applies to {' and '.join(sorted(LEARNED_TASKS))} tasks, not {task_type} (and to {', '.join(sorted(LEARNED_SET_TASKS))})"
         elif self.provider.language_model:
-            why_not = self._why_model_labels_cannot_be_combined()
+            why_not = self._why_model_labels_cannot_be_combined(label_sets)
         if why_not is None and enabled == "auto" and self._generates_labels and not self.selector.examples:
             # Nothing to fit: an API model's own answer is worth more than label-name prototypes.
+            return None
+        folds = self.config.learning.folds
+        too_few = len(self.selector.examples) < min_examples(folds)
+        if why_not is None and enabled == "auto" and label_sets and self.provider.language_model and too_few:
+            # Too few examples to fit label by label: the language model's own multilabel scoring
+            # labels as before (label-name prototypes above 1/K are the classifier provider's fallback only).
             return None
         if why_not:
             if enabled is True or not self.provider.language_model:
@@ -96,14 +106,15 @@ class Labeler:
         pairs = task_type == "entity_matching" and len(columns) % 2 == 0
         features = RowFeatures(self.selector.row_embedder(), columns, pairs)
         prompt = self.config.prompt
-        return LearnedLabeler(prompt.label_names, prompt.label_descriptions, features, columns, self.config.learning.folds)
+        shape = LabelSets(self.task.label_set) if label_sets else SingleLabel()
+        return LearnedLabeler(prompt.label_names, prompt.label_descriptions, features, columns, folds, shape=shape)
 
     @property
     def _generates_labels(self) -> bool:
         """True when labels are generated, so the model's label distribution comes from its answer's top_logprobs."""
         return self.mode == "generate" and self.provider.language_model
 
-    def _why_model_labels_cannot_be_combined(self) -> str | None:
+    def _why_model_labels_cannot_be_combined(self, label_sets: bool) -> str | None:
         prompt = self.config.prompt
         if self.mode == "score":
             if not self.provider.is_local:
@@ -111,6 +122,8 @@ class Labeler:
             return None
         if self.provider.is_local:
             return "a local model's labels are combined when scored: it needs prompt.labeling_mode score"
+        if label_sets:
+            return "a generated label list's first token names one label only: multilabel is combined with a local model's scored labels"
         if prompt.chain_of_thought:
             return "it reads the answer's first token, which chain_of_thought puts after the reasoning"
         if prompt.structured_output:
@@ -126,12 +139,13 @@ class Labeler:
 
         learned, examples = self.learned, self.selector.examples
         y = learned.example_labels(examples, self.config.dataset.label_column or "label")
+        known = learned.known(y)
         labels = len(learned.labels)
         allowed = np.zeros((len(examples), labels), dtype=bool)
         llm = np.full((len(examples), labels), LOG_FLOOR) if self.provider.language_model else None
         index, found = learned.index, 0
         for i in tqdm(range(len(examples)), disable=not progress, unit="example", desc="learning from examples"):
-            if y[i] < 0:
+            if not known[i]:
                 continue
             prepared, _ = self._prepare(examples[i])
             shown = self.selector.labels_for(prepared)
@@ -305,13 +319,13 @@ class Labeler:
             if self.provider.language_model:
                 llm_probs, evidence, hit = await self.model_label_probs(prompt, candidates, labels)
             details: dict[str, Any] = {}
-            probs = llm_probs
+            probs, independent = llm_probs, False
             if self.learned is not None:
                 learned = self.learned.predict(prepared, candidates, llm_probs)
-                probs = learned.probs
+                probs, independent = learned.probs, learned.independent
                 details.update(learned.details(candidates))
             best = max(range(len(candidates)), key=probs.__getitem__)
-            output = self.task.choose(candidates, probs)  # multilabel keeps several
+            output = self.task.choose(candidates, probs, independent=independent)  # multilabel keeps several
             parsed = self.task.parse(output, prepared)
             details["label_probs"] = dict(zip(candidates, probs))
             if isinstance(evidence, Generation):

@@ -16,6 +16,12 @@ distribution (and its confidence) comes from fits that never saw its label, so p
 threshold tuning on those rows keeps its guarantee. ``CorrectnessModel`` learns, from the
 same out-of-fold rows, how likely the chosen label is to be right (``confidence.method:
 learned``).
+
+Multilabel classification (``LabelSets``) is the same pipeline label by label: the view is one
+class-balanced binary logistic regression per label (log-odds that it applies), the language
+model's feature is log(K·p(k)), the stacker gives each label ``P(applies) = sigmoid(a·view(k) +
+b·llm(k) + c_k)``, a row takes the labels above 0.5, and the correctness model says how likely
+the whole label set is right.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -55,6 +61,11 @@ AHEAD_MEMORY = 4096
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+def min_examples(folds: int) -> int:
+    """Fewer labeled examples than this: nothing is fitted (zero-shot prototypes)."""
+    return 2 * max(folds, 2)
+
+
 def log_probs(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.clip(probabilities, 1e-6, 1.0))
 
@@ -63,6 +74,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - np.max(logits, axis=-1, keepdims=True)
     exps = np.exp(shifted)
     return exps / exps.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * logits))  # no overflow warning at large |logits|
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
@@ -155,25 +170,29 @@ class EmbeddingView:
     def fit(self, features: np.ndarray, y: np.ndarray, label_vectors: np.ndarray | None = None) -> "EmbeddingView":
         """``label_vectors``: each label's name and description embedded, one more labeled example
         per label (banking's 77 intents, ~2 examples each: held-out accuracy 0.57 → 0.72)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         if label_vectors is not None:
             features = np.vstack([features, label_vectors])
             y = np.concatenate([y, np.arange(len(label_vectors))])
         if len(np.unique(y)) < 2:
             self.only = int(y[0])
             return self
-        classifier = LogisticRegression(C=EMBEDDING_C, class_weight="balanced", max_iter=500)
-        # Pair features have different scales; unit vectors do not need scaling.
-        self.model = make_pipeline(StandardScaler(), classifier) if self.pairs else classifier
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence chatter on tiny folds
-            self.model.fit(features, y)
+        self.model = self._fitted_classifier(features, y)
         return self
 
-    def log_proba(self, features: np.ndarray) -> np.ndarray:
+    def _fitted_classifier(self, features: np.ndarray, y: np.ndarray):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        classifier = LogisticRegression(C=EMBEDDING_C, class_weight="balanced", max_iter=500)
+        # Pair features have different scales; unit vectors do not need scaling.
+        model = make_pipeline(StandardScaler(), classifier) if self.pairs else classifier
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter on tiny folds
+            return model.fit(features, y)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """(rows × labels) log-probabilities."""
         out = np.full((len(features), self.labels), LOG_FLOOR)
         if self.only is not None:
             out[:, self.only] = 0.0
@@ -182,6 +201,29 @@ class EmbeddingView:
         out[:] = known.min(axis=1, keepdims=True)
         out[:, self.model.classes_] = known
         return out
+
+
+class LabelwiseView(EmbeddingView):
+    """Multilabel: per label, does it apply? A class-balanced binary logistic regression per label;
+    each label's text vector is a positive example of its own label and a negative of the others."""
+
+    def fit(self, features: np.ndarray, y: np.ndarray, label_vectors: np.ndarray | None = None) -> "LabelwiseView":
+        """``y``: (examples × labels) multi-hot."""
+        if label_vectors is not None:
+            features = np.vstack([features, label_vectors])
+            y = np.vstack([y, np.eye(len(label_vectors), dtype=y.dtype)])
+        # A label every training row agrees on gets the floor's log-odds instead of a fit.
+        self.model = [
+            self._fitted_classifier(features, column) if column.min() != column.max() else (-LOG_FLOOR if column[0] else LOG_FLOOR)
+            for column in y.T
+        ]
+        return self
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """(rows × labels) log-odds that each label applies."""
+        return np.column_stack(
+            [np.full(len(features), model) if isinstance(model, float) else model.decision_function(features) for model in self.model]
+        )
 
 
 # -- the stacker ----------------------------------------------------------------------------
@@ -206,21 +248,30 @@ class Stacker:
 
     @classmethod
     def fit(cls, view: np.ndarray, llm: np.ndarray | None, allowed: np.ndarray, y: np.ndarray) -> "Stacker":
-        from scipy.optimize import minimize
-
-        labels = view.shape[1]
+        """Class-balanced log loss of the label each row has (``y``: label indices)."""
         weights = balanced_weights(y)
         weights = weights / weights.sum()
-        onehot = np.eye(labels)[y]
-        uses_llm = llm is not None
+        onehot = np.eye(view.shape[1])[y]
 
-        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            stacker = cls(theta[0], theta[1], theta[2:])
-            logits = np.where(allowed, stacker.logits(view, llm if uses_llm else None), -np.inf)
+        def loss(raw_logits: np.ndarray) -> tuple[float, np.ndarray]:
+            logits = np.where(allowed, raw_logits, -np.inf)
             top = logits.max(axis=1, keepdims=True)
             log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
             value = -(weights * (logits[np.arange(len(y)), y] - log_norm)).sum()
-            grad_logits = (np.exp(logits - log_norm[:, None]) - onehot) * weights[:, None]
+            return value, (np.exp(logits - log_norm[:, None]) - onehot) * weights[:, None]
+
+        return cls._minimise(loss, view, llm)
+
+    @classmethod
+    def _minimise(cls, loss, view: np.ndarray, llm: np.ndarray | None) -> "Stacker":
+        """The stacker minimising ``loss(logits) → (value, d value / d logits)`` plus the offsets' penalty."""
+        from scipy.optimize import minimize
+
+        labels = view.shape[1]
+        uses_llm = llm is not None
+
+        def penalised(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad_logits = loss(cls(theta[0], theta[1], theta[2:]).logits(view, llm if uses_llm else None))
             grad = np.concatenate(
                 [
                     [(grad_logits * view).sum()],
@@ -232,8 +283,32 @@ class Stacker:
 
         start = np.concatenate([[1.0, 1.0 if uses_llm else 0.0], np.zeros(labels)])
         bounds = [(0.0, None), (0.0, None) if uses_llm else (0.0, 0.0)] + [(None, None)] * labels
-        theta = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds).x
+        theta = minimize(penalised, start, jac=True, method="L-BFGS-B", bounds=bounds).x
         return cls(float(theta[0]), float(theta[1]), theta[2:])
+
+
+class LabelwiseStacker(Stacker):
+    """Multilabel: per label, ``P(applies) = sigmoid(a·view(k) + b·llm(k) + c_k)`` (view: log-odds;
+    llm: log(K·p(k)), above 0 where the language model puts more than uniform on the label)."""
+
+    def proba(self, view: np.ndarray, llm: np.ndarray | None, allowed: np.ndarray) -> np.ndarray:
+        return np.where(allowed, sigmoid(self.logits(view, llm)), 0.0)
+
+    @classmethod
+    def fit(cls, view: np.ndarray, llm: np.ndarray | None, allowed: np.ndarray, y: np.ndarray) -> "LabelwiseStacker":
+        """Binary log loss over every offered (example, label) pair (``y``: multi-hot), each label's
+        applying and not applying pairs weighted alike, every label alike."""
+        positives = (y * allowed).sum(axis=0)
+        negatives = ((1 - y) * allowed).sum(axis=0)
+        weights = allowed * np.where(y == 1, 1 / np.maximum(positives, 1), 1 / np.maximum(negatives, 1))
+        weights = weights / weights.sum()
+
+        def loss(logits: np.ndarray) -> tuple[float, np.ndarray]:
+            # -log sigmoid(z) = logaddexp(0, -z); -log(1 - sigmoid(z)) = logaddexp(0, z)
+            value = (weights * np.where(y == 1, np.logaddexp(0, -logits), np.logaddexp(0, logits))).sum()
+            return value, weights * (sigmoid(logits) - y)
+
+        return cls._minimise(loss, view, llm)
 
 
 # -- correctness of the chosen label (confidence.method: learned) ----------------------------
@@ -268,6 +343,121 @@ def signals(combined: np.ndarray, view: np.ndarray, llm: np.ndarray | None) -> n
             logit(view.max(axis=1)),
         ]
     ).astype(np.float64)
+
+
+def set_signals(combined: np.ndarray, view: np.ndarray, llm: np.ndarray | None) -> np.ndarray:
+    """Multilabel: what says a row's chosen label set is right: per row, the log-probability of
+    that set (Π_k max(P_k, 1 − P_k)), its least sure label's margin |P_k − 0.5|, how many labels it
+    holds, and whether each view would choose the same set and how sure the embedding view is
+    of its own. ``combined``/``view``: P(applies) per label; ``llm``: its distribution."""
+    chosen = combined > 0.5
+    if llm is None:
+        llm_chosen = chosen
+    else:  # the task's rule for a distribution: above uniform over the offered labels
+        llm_chosen = llm > 1 / np.maximum((llm > 0).sum(axis=1, keepdims=True), 1)
+
+    def set_log_prob(p: np.ndarray) -> np.ndarray:
+        return log_probs(np.maximum(p, 1 - p)).sum(axis=1)
+
+    return np.column_stack(
+        [
+            set_log_prob(combined),
+            np.abs(combined - 0.5).min(axis=1),
+            chosen.sum(axis=1),
+            ((view > 0.5) == chosen).all(axis=1),
+            set_log_prob(view),
+            (llm_chosen == chosen).all(axis=1),
+        ]
+    ).astype(np.float64)
+
+
+class SingleLabel:
+    """Classification and entity matching: one label per example (its index), one distribution per row."""
+
+    independent = False
+    view = EmbeddingView
+    stacker = Stacker
+
+    def example_labels(self, values: Sequence[Any], index: Mapping[str, int]) -> np.ndarray:
+        """Each example's label index, -1 when its label is not one of the task's labels."""
+        return np.array([index.get(normalise(str(value)), -1) for value in values], dtype=int)
+
+    def known(self, y: np.ndarray) -> np.ndarray:
+        return y >= 0
+
+    def strata(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def llm_feature(self, llm: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        return llm
+
+    def view_probs(self, view: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        return softmax(np.where(allowed, view, -np.inf))
+
+    def quality(self, y: np.ndarray, combined: np.ndarray) -> float:
+        """Out-of-fold balanced accuracy: what decides whether the language model's scores stay in."""
+        from sklearn.metrics import balanced_accuracy_score
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a fold may predict a label no example has
+            return balanced_accuracy_score(y, combined.argmax(axis=1))
+
+    def correct(self, y: np.ndarray, combined: np.ndarray) -> np.ndarray:
+        return combined.argmax(axis=1) == y
+
+    def signals(self, combined: np.ndarray, view: np.ndarray, llm: np.ndarray | None) -> np.ndarray:
+        return signals(combined, view, llm)
+
+
+class LabelSets:
+    """Multilabel classification: each example's labels as a multi-hot row, each label's
+    P(applies) independent of the others; a row takes the labels above 0.5."""
+
+    independent = True
+    view = LabelwiseView
+    stacker = LabelwiseStacker
+
+    def __init__(self, label_set: Callable[[Any], set[str]]) -> None:
+        """``label_set``: the task's reading of a label list (names outside the label set kept)."""
+        self.label_set = label_set
+
+    def example_labels(self, values: Sequence[Any], index: Mapping[str, int]) -> np.ndarray:
+        """(examples × labels) multi-hot; a row of -1 when a label is not one of the task's labels."""
+        y = np.zeros((len(values), len(index)), dtype=int)
+        for row, value in zip(y, values):
+            positions = [index.get(normalise(label), -1) for label in self.label_set(value)]
+            if -1 in positions:
+                row[:] = -1
+            else:
+                row[positions] = 1
+        return y
+
+    def known(self, y: np.ndarray) -> np.ndarray:
+        return (y >= 0).all(axis=1)
+
+    def strata(self, y: np.ndarray) -> np.ndarray:
+        """Folds stratified by label set, as far as the sets' counts allow."""
+        return np.unique(y, axis=0, return_inverse=True)[1].reshape(-1)
+
+    def llm_feature(self, llm: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        # log(K·p): 0 at uniform, the task's own cut between a label applying and not.
+        return llm + np.log(allowed.sum(axis=1, keepdims=True))
+
+    def view_probs(self, view: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        return np.where(allowed, sigmoid(view), 0.0)
+
+    def quality(self, y: np.ndarray, combined: np.ndarray) -> float:
+        """Out-of-fold macro F1 over the labels (the task's metric that, like balanced accuracy, counts
+        rare labels as much as common ones)."""
+        from sklearn.metrics import f1_score
+
+        return f1_score(y, combined > 0.5, average="macro", zero_division=0)
+
+    def correct(self, y: np.ndarray, combined: np.ndarray) -> np.ndarray:
+        return ((combined > 0.5) == (y == 1)).all(axis=1)
+
+    def signals(self, combined: np.ndarray, view: np.ndarray, llm: np.ndarray | None) -> np.ndarray:
+        return set_signals(combined, view, llm)
 
 
 class CorrectnessModel:
@@ -309,9 +499,12 @@ class Prediction:
     confidence: float | None
     #: True when the row is a labeled example and these numbers come from fits that never saw it.
     out_of_fold: bool = False
+    #: True when ``probs`` are each label's P(applies) (multilabel, fitted) rather than one distribution.
+    independent: bool = False
 
     def details(self, candidates: list[str]) -> dict[str, Any]:
-        """What the row's details keep of the views (``label_probs`` is the combined distribution)."""
+        """What the row's details keep of the views (``label_probs`` is the combined distribution,
+        or each label's P(applies))."""
         kept: dict[str, Any] = {"embedding_label_probs": dict(zip(candidates, self.view))}
         if self.llm is not None:
             kept["llm_label_probs"] = dict(zip(candidates, self.llm))
@@ -331,6 +524,7 @@ class _Fitted:
     correctness: CorrectnessModel | None
     #: Whether the language model's label scores are part of the distribution (else only a signal of confidence).
     uses_llm: bool
+    shape: SingleLabel | LabelSets
 
 
 @dataclass
@@ -342,6 +536,8 @@ class LearnedLabeler:
     features: RowFeatures
     input_columns: list[str]
     folds: int = 5
+    #: One label per row, or label sets (``LabelSets``).
+    shape: SingleLabel | LabelSets = field(default_factory=SingleLabel)
     _fitted: _Fitted | None = None
     _held_out: dict[str, Prediction] = field(default_factory=dict)
 
@@ -358,19 +554,22 @@ class LearnedLabeler:
         return {normalise(label): i for i, label in enumerate(self.labels)}
 
     def example_labels(self, examples: Sequence[Mapping[str, Any]], label_column: str) -> np.ndarray:
-        """Each example's label index, -1 when its label is not one of the task's labels."""
-        index = self.index
-        return np.array([index.get(normalise(str(e.get(label_column, ""))), -1) for e in examples], dtype=int)
+        """Each example's label (see ``shape.example_labels``)."""
+        return self.shape.example_labels([e.get(label_column, "") for e in examples], self.index)
+
+    def known(self, y: np.ndarray) -> np.ndarray:
+        """Which examples' labels are all among the task's labels."""
+        return self.shape.known(y)
 
     def fit(self, examples: Sequence[Mapping[str, Any]], y: np.ndarray, llm: np.ndarray | None, allowed: np.ndarray) -> "LearnedLabeler":
-        """``y``: label indices; ``llm``: (examples × labels) language-model log-probabilities
+        """``y``: ``example_labels``; ``llm``: (examples × labels) language-model log-probabilities
         (LOG_FLOOR where not offered) or None without a language model; ``allowed``: the labels
         each example's prompt offered. With no examples: zero-shot prototypes."""
-        keep = y >= 0
+        keep = self.known(y)
         examples = [e for e, k in zip(examples, keep) if k]
         y, allowed = y[keep], allowed[keep]
         llm = llm[keep] if llm is not None else None
-        if len(examples) < 2 * max(self.folds, 2) or len(np.unique(y)) < 2:
+        if len(examples) < min_examples(self.folds) or len(np.unique(y, axis=0)) < 2:
             # Too few to fit anything honestly: the labels' own texts as prototypes. (Pulling each
             # prototype towards its examples measured worse: 20/24 against 24/24 on the demo.)
             self._fitted = None
@@ -393,15 +592,16 @@ class LearnedLabeler:
         llm: np.ndarray | None,
         allowed: np.ndarray,
     ) -> "LearnedLabeler":
+        shape = self.shape
         view_oof = np.zeros((len(y), len(self.labels)))
-        held_sets = folds_for(y, self.folds)
+        held_sets = folds_for(shape.strata(y), self.folds)
         views = []
         for held in held_sets:
             train = np.setdiff1d(np.arange(len(y)), held)
-            view = EmbeddingView(len(self.labels), self.features.pairs).fit(features[train], y[train], label_vectors)
-            view_oof[held] = view.log_proba(features[held])
+            view = shape.view(len(self.labels), self.features.pairs).fit(features[train], y[train], label_vectors)
+            view_oof[held] = view.scores(features[held])
             views.append(view)
-        from sklearn.metrics import balanced_accuracy_score
+        llm_scores = None if llm is None else shape.llm_feature(llm, allowed)
 
         def cross_fitted(scores: np.ndarray | None) -> np.ndarray:
             # Each fold's rows are combined by a stacker fitted on the other folds' out-of-fold
@@ -409,32 +609,29 @@ class LearnedLabeler:
             combined = np.zeros_like(view_oof)
             for held in held_sets:
                 train = np.setdiff1d(np.arange(len(y)), held)
-                stacker = Stacker.fit(view_oof[train], None if scores is None else scores[train], allowed[train], y[train])
+                stacker = shape.stacker.fit(view_oof[train], None if scores is None else scores[train], allowed[train], y[train])
                 combined[held] = stacker.proba(view_oof[held], None if scores is None else scores[held], allowed[held])
             return combined
 
         # The language model's scores stay in only where they help out of fold: a stacker fitted
         # for log loss kept SmolLM2's 77-intent scores at weight 0.6 while they cut held-out
         # banking accuracy from 0.60 to 0.48.
-        with_llm = cross_fitted(llm)
+        with_llm = cross_fitted(llm_scores)
         combined_oof, uses_llm = with_llm, llm is not None
         if llm is not None:
             without = cross_fitted(None)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a fold may predict a label no example has
-                better = balanced_accuracy_score(y, without.argmax(axis=1)) > balanced_accuracy_score(y, with_llm.argmax(axis=1))
-            if better:
+            if shape.quality(y, without) > shape.quality(y, with_llm):
                 combined_oof, uses_llm = without, False
-        stacker = Stacker.fit(view_oof, llm if uses_llm else None, allowed, y)
-        view_probs = softmax(np.where(allowed, view_oof, -np.inf))
+        stacker = shape.stacker.fit(view_oof, llm_scores if uses_llm else None, allowed, y)
+        view_probs = shape.view_probs(view_oof, allowed)
         llm_probs = None if llm is None else softmax(np.where(allowed, llm, -np.inf))
-        found = signals(combined_oof, view_probs, llm_probs)
-        correct = (combined_oof.argmax(axis=1) == y).astype(int)
+        found = shape.signals(combined_oof, view_probs, llm_probs)
+        correct = shape.correct(y, combined_oof).astype(int)
         confidence_oof = np.zeros(len(y))
         for held in held_sets:
             train = np.setdiff1d(np.arange(len(y)), held)
             confidence_oof[held] = CorrectnessModel().fit(found[train], correct[train]).predict(found[held])
-        self._fitted = _Fitted(views, stacker, CorrectnessModel().fit(found, correct), uses_llm)
+        self._fitted = _Fitted(views, stacker, CorrectnessModel().fit(found, correct), uses_llm, shape)
         self._held_out = {}
         for i, example in enumerate(examples):
             mask = allowed[i]
@@ -444,6 +641,7 @@ class LearnedLabeler:
                 llm=None if llm_probs is None else llm_probs[i][mask].tolist(),
                 confidence=float(confidence_oof[i]),
                 out_of_fold=True,
+                independent=shape.independent,
             )
         return self
 
@@ -451,11 +649,12 @@ class LearnedLabeler:
     def fitted(self) -> bool:
         return self._fitted is not None
 
-    def _view_log_probas(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """(rows × labels) embedding-view log-probabilities, each fitted model called once for all rows."""
+    def _view_scores(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """(rows × labels) embedding-view scores (``EmbeddingView.scores``), each fitted model called
+        once for all rows; unfitted, the prototypes' log-probabilities."""
         if self._fitted is not None:
             features = self.features(rows)
-            return np.mean([view.log_proba(features) for view in self._fitted.views], axis=0)
+            return np.mean([view.scores(features) for view in self._fitted.views], axis=0)
         if self.features.pairs:
             return np.zeros((len(rows), len(self.labels)))  # a label's text says nothing about how two records compare
         row_vectors = self.features.embedder.rows(rows)
@@ -487,24 +686,29 @@ class LearnedLabeler:
         new = [i for i, prediction in enumerate(predictions) if prediction is None]
         if not new:
             return predictions
-        view = self._view_log_probas([rows[i] for i in new])[:, positions]
+        view = self._view_scores([rows[i] for i in new])[:, positions]
         llm = None if llm_probs is None else log_probs(np.asarray([llm_probs[i] for i in new], dtype=np.float64))
         allowed = np.ones_like(view, dtype=bool)
+        # Unfitted, label sets too take the prototypes' distribution (the task keeps labels above 1/K).
+        shape = self._fitted.shape if self._fitted is not None else SingleLabel()
         stacker = self._fitted.stacker if self._fitted is not None else Stacker()
         if self._fitted is not None and stacker.offsets is not None:
-            stacker = Stacker(stacker.a, stacker.b, stacker.offsets[positions])
-        combined_llm = llm if self._fitted is None or self._fitted.uses_llm else None
+            stacker = type(stacker)(stacker.a, stacker.b, stacker.offsets[positions])
+        combined_llm = None if llm is None else shape.llm_feature(llm, allowed)
+        if self._fitted is not None and not self._fitted.uses_llm:
+            combined_llm = None
         probs = stacker.proba(view, combined_llm, allowed)
-        view_probs = softmax(view)
+        view_probs = shape.view_probs(view, allowed)
         llm_probs_array = None if llm is None else softmax(llm)
         confidences = [None] * len(new)
         if self._fitted is not None and self._fitted.correctness is not None:
-            confidences = self._fitted.correctness.predict(signals(probs, view_probs, llm_probs_array)).tolist()
+            confidences = self._fitted.correctness.predict(shape.signals(probs, view_probs, llm_probs_array)).tolist()
         for j, i in enumerate(new):
             predictions[i] = Prediction(
                 probs=probs[j].tolist(),
                 view=view_probs[j].tolist(),
                 llm=None if llm_probs_array is None else llm_probs_array[j].tolist(),
                 confidence=confidences[j],
+                independent=shape.independent,
             )
         return predictions
