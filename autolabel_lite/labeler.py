@@ -86,7 +86,8 @@ class Labeler:
         why_not = None
         label_sets = task_type in LEARNED_SET_TASKS
         if task_type not in LEARNED_TASKS | LEARNED_SET_TASKS:
-            why_not = f"it applies to {' and '.join(sorted(LEARNED_TASKS))} tasks, not {task_type} (and to {', '.join(sorted(LEARNED_SET_TASKS))})"
+            learned = sorted(LEARNED_TASKS | LEARNED_SET_TASKS)
+            why_not = f"it applies to {', '.join(learned[:-1])} and {learned[-1]} tasks, not {task_type}"
         elif self.provider.language_model:
             why_not = self._why_model_labels_cannot_be_combined(label_sets)
         if why_not is None and enabled == "auto" and self._generates_labels and not self.selector.examples:

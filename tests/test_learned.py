@@ -156,7 +156,7 @@ def test_the_classifier_provider_refuses_a_task_it_cannot_learn(tmp_path):
     config = topic_config()
     config.update(task_type="question_answering", dataset={"input_columns": ["context", "question"], "label_column": "topic"})
     config["prompt"] = {}
-    with pytest.raises(ConfigError, match=r"^learning.enabled: it applies to classification and entity_matching tasks, not question_answering"):
+    with pytest.raises(ConfigError, match=r"^learning.enabled: it applies to classification, entity_matching and multilabel_classification tasks, not question_answering"):
         LabelingAgent(config).label(write_csv(tmp_path / "q.csv", ["context", "question"], [("a", "b")]), progress=False)
 
 
