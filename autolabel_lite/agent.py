@@ -190,12 +190,13 @@ class LabelingAgent:
         cache = Cache(self.cache_location)  # a bad cache location is reported before any model loads
         key = run_key(stages, routes, data)
         show = sys.stderr.isatty() if progress is None else progress
+        # Built before labeling: a bad setting fails here in one line (not in every Ray actor's
+        # traceback), and the result learns which confidence method each stage resolved to.
+        labelers = [stage.labeler(cache) for stage in stages]
         started = time.perf_counter()
         if engine == "ray":
             from .engines.ray_data import label_on_ray
 
-            # A bad setting fails here in one line, not in every actor's traceback.
-            stages[0].labeler(cache)
             # Each actor builds its own labeler from the config: models and connections do not travel.
             make_labeler = functools.partial(build_labeler, self.config, cache.url)
             concurrency = stages[0].provider.concurrency
@@ -204,10 +205,11 @@ class LabelingAgent:
             from .engines.local import label_locally
 
             keeps = [functools.partial(accepts, decision) for decision in routes] + [lambda result: True]
-            runs = [StageRun(stage.name, stage.labeler(cache), keep) for stage, keep in zip(stages, keeps)]
+            runs = [StageRun(stage.name, labeler, keep) for stage, labeler, keep in zip(stages, labelers, keeps)]
             stats = label_locally(runs, data, max_rows, cache, key, show)
         stats.seconds = time.perf_counter() - started
-        return LabelingResult(self.config, stages[-1].task, stages, data, cache, key, max_rows, stats)
+        scores_parts = any(labeler.confidence is not None and labeler.confidence.scores_parts for labeler in labelers)
+        return LabelingResult(self.config, stages[-1].task, stages, data, cache, key, max_rows, stats, scores_parts)
 
     def labeler(self, cache: Cache) -> Labeler:
         """The labeling of this agent's one-stage config, its model calls cached in ``cache``."""

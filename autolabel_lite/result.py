@@ -16,7 +16,6 @@ import numpy as np
 
 from .cache import Cache, RowResult
 from .config import TaskConfig
-from .confidence import get_method_class, resolve_method
 from .confidence.base import splits_labels
 from .dataset import Dataset, row_digest
 from .errors import DataError
@@ -95,7 +94,9 @@ class LabelingResult:
         run_key: str,
         max_rows: int | None,
         stats: RunStats,
+        scores_parts: bool = False,
     ):
+        """``scores_parts``: some stage's confidence method scores each part of a label (NER's entities)."""
         self.config = config
         self.task = task
         self.stages = stages
@@ -104,6 +105,7 @@ class LabelingResult:
         self.run_key = run_key
         self.max_rows = max_rows
         self.stats = stats
+        self.scores_parts = scores_parts
         # How each stage's threshold was chosen (None: the stage keeps every label).
         self.decisions: list[ThresholdDecision | None] = [None] * len(stages)
         self._stage_numbers = {stage.name: number for number, stage in enumerate(stages)}
@@ -140,13 +142,9 @@ class LabelingResult:
         """Keys of the row details exported as JSON columns: the task's, and per-entity
         confidences when confidence is computed for a task that splits its labels (NER)."""
         keys = list(self.task.detail_columns)
-        # The learned labeler never labels a task that splits its labels: auto means logprob there.
-        scores_parts = any(
-            get_method_class(resolve_method(stage.config.confidence.method, learned=False)).scores_parts
-            for stage in self.stages
-            if stage.config.model.compute_confidence
-        )
-        if scores_parts and splits_labels(type(self.task)):
+        # Per-part confidences only where a stage's method scored them: a multilabel task labeled by
+        # the learned labeler has one confidence for the whole label set.
+        if self.scores_parts and splits_labels(type(self.task)):
             keys.append("entity_confidences")
         return keys
 

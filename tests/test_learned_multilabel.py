@@ -104,6 +104,15 @@ def test_new_rows_get_the_right_label_sets(tmp_path):
     assert all("out_of_fold" not in o.details and o.confidence is not None for o in outcomes)
 
 
+def test_the_export_has_one_confidence_per_label_set_and_no_per_part_column(tmp_path):
+    # The learned confidence scores the whole set; the per-part column belongs to methods that score parts.
+    rows = [{"text": "Bake the bread and let it cool."}, {"text": "The team won the final."}]
+    result = LabelingAgent(topics_config(), cache=tmp_path / "cache.sqlite").run(rows, progress=False)
+    result.to_csv(tmp_path / "out.csv")
+    header = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header == "text,topics_label,topics_confidence,topics_accepted,topics_error"
+
+
 def test_a_planted_flip_does_not_shape_its_own_label_set(tmp_path):
     flipped = [dict(e) for e in EXAMPLES]
     flipped[0]["topics"] = "cooking;travel"  # a sport sentence, labeled wrong on purpose
